@@ -1,0 +1,22 @@
+"""biolm: xLSTM language models for DNA, proteins and small molecules.
+
+Importing `biolm` is cheap: torch and Lightning are imported only when a function needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["load", "__version__"]
+
+if TYPE_CHECKING:
+    from biolm.models.io import load
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from biolm.models.io import load
+
+        return load
+    raise AttributeError(f"module 'biolm' has no attribute {name!r}")
