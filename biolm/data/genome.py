@@ -1,0 +1,200 @@
+"""Genome windows for DNA language modelling, read through pyfaidx.
+
+A genome FASTA of any size is never read into memory: training windows are random slices drawn from
+the training regions, validation windows tile a fixed, disjoint region at the end of each record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from biolm.data.fasta import BUILTIN_GENOME, open_fasta
+from biolm.data.markov import MarkovModel
+from biolm.errors import InputError
+from biolm.tokenizers import DNATokenizer, TokenizationError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label value that the loss skips (padding and unknown bases)
+_SCAN_BLOCK = 1 << 22  # bases read at a time when scanning a genome
+
+
+@dataclass(frozen=True)
+class Region:
+    """A half-open, 0-based stretch [start, end) of one FASTA record."""
+
+    record: str
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+class GenomeSource:
+    """A genome FASTA split into training and validation regions.
+
+    The last `val_fraction` of every record is held out for validation; the rest is for training.
+    The FASTA is opened lazily in each process, so that the object can be sent to data-loader workers.
+
+    Args:
+        path: FASTA (plain or BGZF); None means the built-in C. diphtheriae genome.
+        tokenizer: the DNA tokenizer (its `unknown` option decides what happens to odd characters).
+        val_fraction: share of each record held out for validation, in (0, 0.5].
+    """
+
+    def __init__(self, path: str | os.PathLike | None, tokenizer: DNATokenizer, val_fraction: float) -> None:
+        if not 0.0 < val_fraction <= 0.5:
+            raise InputError(f"data.val_fraction must be in (0, 0.5], got {val_fraction}")
+        self.builtin = path is None
+        self.path = BUILTIN_GENOME if path is None else Path(path)
+        self.tokenizer = tokenizer
+        self._fasta = None
+        lengths = {name: len(record) for name, record in self.fasta.records.items()}
+        self.train_regions: list[Region] = []
+        self.val_regions: list[Region] = []
+        for name, length in lengths.items():
+            val_length = int(round(length * val_fraction))
+            if 0 < length - val_length:
+                self.train_regions.append(Region(name, 0, length - val_length))
+            if val_length > 0:
+                self.val_regions.append(Region(name, length - val_length, length))
+        if not self.train_regions or not self.val_regions:
+            raise InputError(f"{self.path}: too short to split into training and validation regions")
+
+    @property
+    def fasta(self):
+        if self._fasta is None:
+            self._fasta = open_fasta(self.path, rebuild_index=not self.builtin)
+        return self._fasta
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fasta": None}
+
+    @property
+    def train_length(self) -> int:
+        return sum(len(r) for r in self.train_regions)
+
+    def read(self, record: str, start: int, end: int) -> np.ndarray:
+        """Token ids of bases [start, end) of `record`; errors name the file, record and position."""
+        bases = self.fasta[record][start:end]
+        try:
+            return self.tokenizer.encode(bases, record=record)
+        except TokenizationError as err:
+            raise InputError(
+                f"{self.path}: record {record!r}: invalid character {err.text!r} at position "
+                f"{start + err.position} (DNA alphabet: ACGTN and IUPAC codes; set data.unknown=replace "
+                "to read it as N)"
+            ) from None
+
+    def base_codes(self, ids: np.ndarray) -> np.ndarray:
+        """Map token ids to 0..3 for A, C, G, T and -1 for anything else."""
+        table = np.full(self.tokenizer.vocab_size, -1, dtype=np.int64)
+        for code, base in enumerate("ACGT"):
+            table[self.tokenizer.token_to_id(base)] = code
+        return table[ids]
+
+    def scan(self, markov_order: int) -> MarkovModel:
+        """Read every base once: check the alphabet, and fit the order-k Markov baseline on the
+        training regions. Streams in blocks, so memory stays flat for any genome size."""
+        model = MarkovModel(markov_order)
+        total = sum(len(record) for record in self.fasta.records.values())
+        bar = tqdm(total=total, desc="scanning genome", unit="bp", unit_scale=True, disable=total < 2e7)
+        train_end = {r.record: r.end for r in self.train_regions}
+        for name, record in self.fasta.records.items():
+            length = len(record)
+            for start in range(0, length, _SCAN_BLOCK):
+                end = min(start + _SCAN_BLOCK, length)
+                ids = self.read(name, start, end)
+                stop = min(end, train_end.get(name, 0))
+                if start < stop:
+                    # Prefix the previous block's tail so that no transition is lost at block edges.
+                    context_start = max(0, start - markov_order)
+                    head = self.read(name, context_start, start) if context_start < start else ids[:0]
+                    model.update(self.base_codes(np.concatenate([head, ids[: stop - start]])))
+                bar.update(end - start)
+        bar.close()
+        return model
+
+    def markov_nll(self, model: MarkovModel, windows: list[Region]) -> tuple[float, int]:
+        """Summed NLL and target count of the Markov model on the same targets as the LM windows."""
+        total, count = 0.0, 0
+        for w in windows:
+            context_start = max(0, w.start - model.order)
+            ids = self.read(w.record, context_start, w.end)
+            nll, n = model.nll(self.base_codes(ids), first_target=w.start - context_start)
+            total, count = total + nll, count + n
+        return total, count
+
+
+def window_example(source: GenomeSource, window: Region, seq_len: int) -> dict[str, torch.Tensor]:
+    """Inputs `<bos> b1 .. b(L-1)` and labels `b1 .. bL` for one window, padded to `seq_len`.
+
+    Labels of padding and of unknown bases (N) are IGNORE_INDEX: an N says nothing about the genome.
+    """
+    tok = source.tokenizer
+    ids = source.read(window.record, window.start, window.end)
+    input_ids = np.full(seq_len, tok.pad_id, dtype=np.int64)
+    labels = np.full(seq_len, IGNORE_INDEX, dtype=np.int64)
+    input_ids[0] = tok.bos_id
+    input_ids[1 : len(ids)] = ids[:-1]
+    labels[: len(ids)] = np.where(source.base_codes(ids) >= 0, ids, IGNORE_INDEX)
+    return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels)}
+
+
+class TrainWindows(Dataset):
+    """`num_windows` random windows per epoch, drawn uniformly over the training bases.
+
+    Window i of epoch e depends only on (seed, e, i), so runs are reproducible and every data-parallel
+    rank can draw its own share without coordination.
+    """
+
+    def __init__(self, source: GenomeSource, seq_len: int, num_windows: int, seed: int) -> None:
+        self.source, self.seq_len, self.num_windows, self.seed = source, seq_len, num_windows, seed
+        self.epoch = 0
+        lengths = np.array([len(r) for r in source.train_regions], dtype=np.float64)
+        self._cumulative = np.cumsum(lengths / lengths.sum())
+
+    def __len__(self) -> int:
+        return self.num_windows
+
+    def window(self, index: int) -> Region:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        region_index = min(int(np.searchsorted(self._cumulative, rng.random())), len(self._cumulative) - 1)
+        region = self.source.train_regions[region_index]
+        last_start = max(region.start, region.end - self.seq_len)
+        start = int(rng.integers(region.start, last_start + 1))
+        return Region(region.record, start, min(start + self.seq_len, region.end))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return window_example(self.source, self.window(index), self.seq_len)
+
+
+class ValWindows(Dataset):
+    """Non-overlapping windows tiling the validation regions (evenly thinned to `max_windows`)."""
+
+    def __init__(self, source: GenomeSource, seq_len: int, max_windows: int | None = None) -> None:
+        self.source, self.seq_len = source, seq_len
+        windows = [
+            Region(r.record, start, min(start + seq_len, r.end))
+            for r in source.val_regions
+            for start in range(r.start, r.end, seq_len)
+        ]
+        if max_windows is not None and len(windows) > max_windows:
+            keep = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
+            windows = [windows[i] for i in keep]
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return window_example(self.source, self.windows[index], self.seq_len)

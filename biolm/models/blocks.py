@@ -1,0 +1,119 @@
+"""Residual blocks of the backbone. Each block maps [B, S, d] to [B, S, d] and carries a state."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
+from biolm.models.config import ModelConfig
+from biolm.models.layers import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm
+
+
+class MLSTMBlockState(NamedTuple):
+    """Recurrent state of one mLSTM block: the convolution's input tail and the mLSTM memory."""
+
+    conv: torch.Tensor  # [B, K-1, inner]
+    cell: MLSTMState  # C [B, H, Dh, Dh], n [B, H, Dh], m [B, H]
+
+
+class MLSTMLayer(nn.Module):
+    """mLSTM layer with pre-up-projection (xLSTM paper, Fig. 10).
+
+    x -> up-projection to (x_m, z); q and k from the causally convolved x_m, v from x_m; exponential
+    input and forget gates from (q, k, v); per-head norm of the mLSTM output plus a learned skip of the
+    convolved input; output gate silu(z); down-projection back to d_model.
+    """
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        d, inner, heads = config.d_model, config.inner_dim, config.num_heads
+        self.num_heads = heads
+        self.head_dim = inner // heads
+        self.chunk_size = config.chunk_size
+        self.backend = config.backend
+
+        self.proj_up = nn.Linear(d, 2 * inner, bias=False)
+        self.conv = CausalConv1d(inner, config.conv_kernel)
+        self.q_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
+        self.k_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
+        self.v_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
+        self.igate = nn.Linear(3 * inner, heads)
+        self.fgate = nn.Linear(3 * inner, heads)
+        self.norm = MultiHeadNorm(heads, self.head_dim, config.norm_eps)
+        self.skip = nn.Parameter(torch.ones(inner))
+        self.proj_down = nn.Linear(inner, d, bias=False)
+        self._init_weights(config, layer_index)
+
+    def _init_weights(self, config: ModelConfig, layer_index: int) -> None:
+        d = config.d_model
+        nn.init.normal_(self.proj_up.weight, std=(2 / (5 * d)) ** 0.5)
+        # Scaled so that the residual stream's variance does not grow with depth (Wang init).
+        nn.init.normal_(self.proj_down.weight, std=2 / config.n_layers / math.sqrt(d))
+        # Gates start from their biases alone: forget gates open (sigmoid(3..6) ~ 0.95..0.998), with a
+        # spread of time scales over heads; input gates near exp(0).
+        nn.init.zeros_(self.igate.weight)
+        nn.init.normal_(self.igate.bias, std=0.1)
+        nn.init.zeros_(self.fgate.weight)
+        with torch.no_grad():
+            self.fgate.bias.copy_(torch.linspace(3.0, 6.0, self.num_heads))
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> MLSTMBlockState:
+        heads, dh = self.num_heads, self.head_dim
+        cell = MLSTMState(
+            C=torch.zeros(batch_size, heads, dh, dh, device=device),
+            n=torch.zeros(batch_size, heads, dh, device=device),
+            m=torch.zeros(batch_size, heads, device=device),
+        )
+        return MLSTMBlockState(self.conv.init_state(batch_size, device, dtype), cell)
+
+    def forward(
+        self, x: torch.Tensor, state: MLSTMBlockState | None = None
+    ) -> tuple[torch.Tensor, MLSTMBlockState]:
+        """Args: x [B, S, d]; state from a previous call or None. Returns [B, S, d] and the new state."""
+        B, S, _ = x.shape
+        x_m, z = self.proj_up(x).chunk(2, dim=-1)
+        x_conv, conv_state = self.conv(x_m, None if state is None else state.conv)
+        x_conv = F.silu(x_conv)
+        q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x_m)
+        gate_input = torch.cat([q, k, v], dim=-1)
+        i, f = self.igate(gate_input), self.fgate(gate_input)  # [B, S, H]
+
+        split = (self.num_heads, self.head_dim)
+        q, k, v = q.unflatten(-1, split), k.unflatten(-1, split), v.unflatten(-1, split)
+        cell = None if state is None else state.cell
+        if S == 1 and cell is not None:
+            h, cell = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], cell)
+            h = h.unsqueeze(1)
+        else:
+            h, cell = mlstm(
+                q, k, v, i, f, state=cell, chunk_size=self.chunk_size, backend=self.backend, return_state=True
+            )
+        out = (self.norm(h) + self.skip * x_conv) * F.silu(z)
+        return self.proj_down(out), MLSTMBlockState(conv_state, cell)
+
+
+class MLSTMBlock(nn.Module):
+    """Pre-norm residual block around an `MLSTMLayer`."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.layer = MLSTMLayer(config, layer_index)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> MLSTMBlockState:
+        return self.layer.init_state(batch_size, device, dtype)
+
+    def forward(
+        self, x: torch.Tensor, state: MLSTMBlockState | None = None
+    ) -> tuple[torch.Tensor, MLSTMBlockState]:
+        y, state = self.layer(self.norm(x), state)
+        return x + self.dropout(y), state
+
+
+BLOCK_CLASSES: dict[str, type[nn.Module]] = {"m": MLSTMBlock}

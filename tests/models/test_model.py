@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from biolm.errors import ConfigError, InputError
+from biolm.models import BioLM, ModelConfig
+from biolm.models.io import CONFIG_FILE, load, save
+from biolm.tokenizers import DNATokenizer
+
+TINY = dict(vocab_size=11, d_model=32, n_layers=2, num_heads=2, chunk_size=8)
+
+
+@pytest.fixture
+def model() -> BioLM:
+    model = BioLM(ModelConfig(**TINY)).double()
+    # Non-trivial gates, so that state passing is really exercised.
+    for block in model.blocks:
+        torch.nn.init.normal_(block.layer.igate.weight, std=0.5)
+        torch.nn.init.normal_(block.layer.fgate.weight, std=0.5)
+    return model.eval()
+
+
+def test_forward_in_pieces_equals_one_call(model):
+    ids = torch.randint(6, 11, (3, 45))
+    whole = model(ids)
+    first = model(ids[:, :17])
+    second = model(ids[:, 17:], state=first.state)
+    torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits)
+    torch.testing.assert_close(torch.cat([first.hidden, second.hidden], 1), whole.hidden)
+
+
+def test_step_equals_forward(model):
+    ids = torch.randint(6, 11, (2, 20))
+    whole = model(ids).logits
+    state = model.init_state(2)
+    for t in range(ids.shape[1]):
+        logits, state = model.step(ids[:, t], state)
+        torch.testing.assert_close(logits, whole[:, t])
+
+
+def test_model_is_causal(model):
+    ids = torch.randint(6, 11, (1, 30))
+    changed = ids.clone()
+    changed[0, 20] = 6 if ids[0, 20] != 6 else 7
+    a, b = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(a[:, :20], b[:, :20])
+    assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+def test_gradients_reach_every_parameter():
+    model = BioLM(ModelConfig(**TINY))
+    ids = torch.randint(6, 11, (2, 19))
+    model(ids).logits.logsumexp(-1).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_save_and_load_round_trip(tmp_path, model):
+    model = model.float()
+    tokenizer = DNATokenizer()
+    save(model, tokenizer, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_FILE, "model.safetensors", "tokenizer.json"]
+    loaded = load(tmp_path / "m")
+    ids = torch.randint(6, 11, (2, 33))
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+    assert loaded.config == model.config
+    assert loaded.tokenizer.tokens == tokenizer.tokens
+    assert loaded.lm_head.weight.data_ptr() == loaded.embedding.weight.data_ptr()  # still tied
+
+
+def test_save_replaces_existing_directory(tmp_path, model):
+    save(model.float(), DNATokenizer(), tmp_path / "m")
+    save(model.float(), DNATokenizer(), tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_load_rejects_newer_format(tmp_path, model):
+    save(model.float(), DNATokenizer(), tmp_path / "m")
+    path = tmp_path / "m" / CONFIG_FILE
+    path.write_text(path.read_text().replace("format_version: 1", "format_version: 99"))
+    with pytest.raises(InputError, match="format version 99"):
+        load(tmp_path / "m")
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(pattern="mx", n_layers=2), "unknown block type 'x'"),
+        (dict(pattern="mmm", n_layers=2), "one letter per layer"),
+        (dict(d_model=0), "d_model"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**{**TINY, **kwargs})
+
+
+def test_inner_dim_divisible_by_heads_and_blocks():
+    config = ModelConfig(d_model=50, num_heads=3, qkv_block_size=4, proj_factor=1.3)
+    assert config.inner_dim % 12 == 0 and config.inner_dim >= 65
+    BioLM(config)(torch.zeros(1, 5, dtype=torch.long))
