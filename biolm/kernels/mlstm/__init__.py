@@ -1,0 +1,113 @@
+"""mLSTM kernels: the public entry points :func:`mlstm` and :func:`mlstm_step`.
+
+The math, including the stabilizer ``m``, is documented in :mod:`biolm.kernels.mlstm.reference`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
+from biolm.kernels.mlstm.reference import MLSTMState, mlstm_recurrent, mlstm_step
+from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+
+__all__ = ["MLSTMState", "mlstm", "mlstm_step"]
+
+register_op("mlstm")
+
+
+def _check_inputs(q, k, v, i, f, state) -> None:
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f"q and k must both be [B, S, H, Dk]; got {tuple(q.shape)} and {tuple(k.shape)}")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, S, H, Dv] matching q {tuple(q.shape)}; got {tuple(v.shape)}")
+    for name, g in (("i", i), ("f", f)):
+        if g.shape != q.shape[:3]:
+            raise ValueError(f"{name} must be [B, S, H] = {tuple(q.shape[:3])}; got {tuple(g.shape)}")
+    if not (q.is_floating_point() and k.dtype == q.dtype and v.dtype == q.dtype):
+        raise TypeError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if state is not None and not isinstance(state, tuple):
+        raise TypeError("state must be an MLSTMState (C, n, m)")
+
+
+def _run(q, k, v, i, f, state, chunk_size: int, choice: str) -> tuple[torch.Tensor, MLSTMState]:
+    if choice == "torch":
+        return mlstm_chunkwise(q, k, v, i, f, state=state, chunk_size=chunk_size)
+    if choice == "reference":
+        return mlstm_recurrent(q, k, v, i, f, state=state)
+    return get_triton_kernel("mlstm")(q, k, v, i, f, state=state, chunk_size=chunk_size)
+
+
+def _run_varlen(q, k, v, i, f, state, cu_seqlens, chunk_size: int, choice: str):
+    """Packed sequences, one call per segment; the state resets at each boundary."""
+    if q.shape[0] != 1:
+        raise ValueError(f"cu_seqlens needs batch size 1 (packed sequences); got B={q.shape[0]}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
+        raise ValueError("cu_seqlens must be an integer tensor [N + 1] of cumulative offsets")
+    offsets = cu_seqlens.tolist()
+    if (
+        offsets[0] != 0
+        or offsets[-1] != q.shape[1]
+        or any(a > b for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    ):
+        raise ValueError(f"cu_seqlens must rise from 0 to S={q.shape[1]}; got {offsets}")
+    n_seq = len(offsets) - 1
+    if state is not None and state.C.shape[0] != n_seq:
+        raise ValueError(f"with cu_seqlens the initial state needs batch N={n_seq}; got {state.C.shape[0]}")
+    hs, finals = [], []
+    for j, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        seg_state = None if state is None else MLSTMState(*(s[j : j + 1] for s in state))
+        h, st = _run(q[:, a:b], k[:, a:b], v[:, a:b], i[:, a:b], f[:, a:b], seg_state, chunk_size, choice)
+        hs.append(h)
+        finals.append(st)
+    h = torch.cat(hs, dim=1)
+    return h, MLSTMState(*(torch.cat(parts, dim=0) for parts in zip(*finals, strict=True)))
+
+
+def mlstm(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    i: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    state: MLSTMState | None = None,
+    chunk_size: int = 64,
+    cu_seqlens: torch.Tensor | None = None,
+    backend: str = "auto",
+    return_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, MLSTMState]:
+    """Multi-head mLSTM over a sequence.
+
+    With ``q`` scaled by ``Dk**-0.5`` and ``log_f = logsigmoid(f)``, the stabilizer is
+    ``m_t = max(log_f_t + m_{t-1}, i_t)``, the memory ``C_t = exp(log_f_t + m_{t-1} - m_t) C_{t-1}
+    + exp(i_t - m_t) k_t v_t^T`` (``n_t`` likewise with ``k_t``), and
+    ``h_t = q_t^T C_t / (max(|q_t^T n_t|, exp(-m_t)) + 1e-6)``; no state means ``C, n, m = 0``.
+    Every backend computes this exact function, and gradients are its exact autograd gradients.
+
+    Args:
+        q: Queries [B, S, H, Dk]; float32, bfloat16 or float64.
+        k: Keys [B, S, H, Dk].
+        v: Values [B, S, H, Dv]; Dv may differ from Dk.
+        i: Input-gate pre-activations [B, S, H].
+        f: Forget-gate pre-activations [B, S, H].
+        state: Initial state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]); with ``cu_seqlens`` its batch is N.
+        chunk_size: Chunk length of the chunkwise backends.
+        cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
+            the state resets at each boundary.
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        return_state: Also return the final state ([N, ...] per sequence with ``cu_seqlens``).
+
+    Returns:
+        ``h`` [B, S, H, Dv] in the dtype of ``q``, plus the final state (float32; float64 for
+        float64 inputs) when ``return_state``.
+    """
+    _check_inputs(q, k, v, i, f, state)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
+    choice = resolve_backend("mlstm", backend, q.device)
+    if cu_seqlens is None:
+        h, final = _run(q, k, v, i, f, state, chunk_size, choice)
+    else:
+        h, final = _run_varlen(q, k, v, i, f, state, cu_seqlens, chunk_size, choice)
+    return (h, final) if return_state else h
