@@ -20,7 +20,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("input", type=Path, help="FASTA file")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .npy file")
     parser.add_argument("--batch-tokens", type=int, default=32768, help="tokens per batch (default 32768)")
-    parser.add_argument("--chunk-len", type=int, default=4096, help="positions per forward call (default 4096)")
+    parser.add_argument(
+        "--chunk-len", type=int, default=4096, help="positions per forward call (default 4096)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)

@@ -10,7 +10,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "generate",
         help="sample sequences from a trained model",
-        description="Sample sequences from a trained model and write them as FASTA (sample_1, sample_2, ...).",
+        description="Sample sequences from a trained model; write them as FASTA (sample_1, sample_2, ...).",
     )
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
     parser.add_argument("-n", "--num", type=int, default=5, help="number of sequences (default 5)")

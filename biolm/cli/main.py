@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"biolm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         module.add_parser(commands)
     return parser
 
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     # `key=value` overrides may come after options (`biolm train dna --resume RUN a=1`), which a plain
     # nargs="*" positional does not allow; collect them from the leftovers instead.
     args, extra = parser.parse_known_args(argv)
-    unknown = [item for item in extra if not (args.command == "train" and "=" in item and not item.startswith("-"))]
+    is_override = [args.command == "train" and "=" in item and not item.startswith("-") for item in extra]
+    unknown = [item for item, ok in zip(extra, is_override, strict=True) if not ok]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:

@@ -30,7 +30,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("domain", choices=DOMAINS, help="which kind of sequences")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     parser.add_argument("--config", type=Path, help="a YAML config instead of the packaged default")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    parser.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.set_defaults(run=run)
 

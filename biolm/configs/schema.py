@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from biolm.models.config import ModelConfig
 
@@ -23,11 +23,11 @@ class DataConfig:
         unknown: "error" stops on a character outside the alphabet; "replace" reads it as N.
     """
 
-    path: Optional[str] = None
+    path: str | None = None
     seq_len: int = 512
     val_fraction: float = 0.05
     windows_per_epoch: int = 2048
-    max_val_windows: Optional[int] = None
+    max_val_windows: int | None = None
     batch_size: int = 16
     num_workers: int = 0
     unknown: str = "error"
@@ -51,7 +51,7 @@ class TrainerConfig:
     """Passed to `lightning.Trainer` (see its documentation for the values)."""
 
     max_steps: int = 1000
-    max_time: Optional[str] = None  # "DD:HH:MM:SS"; stops early, still validates and exports
+    max_time: str | None = None  # "DD:HH:MM:SS"; stops early, still validates and exports
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1

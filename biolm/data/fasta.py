@@ -63,7 +63,11 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
         raise InputError(f"{path}: not a FASTA file (the first line does not start with '>')")
     try:
         fasta = pyfaidx.Fasta(
-            str(path), as_raw=True, sequence_always_upper=True, rebuild=rebuild_index, one_based_attributes=False
+            str(path),
+            as_raw=True,
+            sequence_always_upper=True,
+            rebuild=rebuild_index,
+            one_based_attributes=False,
         )
     except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -52,7 +52,13 @@ def embed_ids(
     bos, pad = model.tokenizer.bos_id, model.tokenizer.pad_id
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     out = np.zeros((len(sequences), model.config.d_model), dtype=np.float32)
-    bar = tqdm(total=sum(len(s) for s in sequences), unit="tok", unit_scale=True, desc="embedding", disable=not progress)
+    bar = tqdm(
+        total=sum(len(s) for s in sequences),
+        unit="tok",
+        unit_scale=True,
+        desc="embedding",
+        disable=not progress,
+    )
     start = 0
     while start < len(order):
         stop = start + 1

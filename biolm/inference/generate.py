@@ -8,7 +8,9 @@ from tqdm.auto import tqdm
 from biolm.models import BioLM
 
 
-def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> torch.Tensor:
     """Temperature, then keep the top-k tokens, then the smallest set with probability >= top_p."""
     logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
@@ -50,20 +52,26 @@ def sample(
     device = next(model.parameters()).device
     tok = model.tokenizer
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    prompt_ids = torch.tensor([tok.bos_id, *tok.encode(prompt, record="prompt")], dtype=torch.long, device=device)
+    prompt_ids = torch.tensor(
+        [tok.bos_id, *tok.encode(prompt, record="prompt")], dtype=torch.long, device=device
+    )
     prefill = model(prompt_ids[None], state=None)
     banned = torch.zeros(tok.vocab_size, dtype=torch.bool, device=device)
     banned[tok.special_ids] = True
 
     samples: list[str] = []
-    bar = tqdm(total=num_samples * length, unit="tok", unit_scale=True, desc="generating", disable=not progress)
+    bar = tqdm(
+        total=num_samples * length, unit="tok", unit_scale=True, desc="generating", disable=not progress
+    )
     for first in range(0, num_samples, batch_size):
         rows = min(batch_size, num_samples - first)
         state = _repeat_state(prefill.state, rows)
         logits = prefill.logits[:, -1].expand(rows, -1)
         tokens = []
         for _ in range(length):
-            scores = filter_logits(logits.float().masked_fill(banned, float("-inf")), temperature, top_k, top_p)
+            scores = filter_logits(
+                logits.float().masked_fill(banned, float("-inf")), temperature, top_k, top_p
+            )
             probs = scores.softmax(-1).cpu()
             next_ids = torch.multinomial(probs, 1, generator=generator)[:, 0].to(device)
             tokens.append(next_ids)

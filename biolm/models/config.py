@@ -9,6 +9,7 @@ from biolm.errors import ConfigError
 # Block types that exist today; the letters follow DESIGN.md (s = sLSTM, a = linear attention and
 # t = softmax attention come with the model-family work).
 AVAILABLE_BLOCKS = {"m": "mLSTM"}
+KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class ModelConfig:
             raise ConfigError(f"model.proj_factor must be positive, got {self.proj_factor}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.backend not in KERNEL_BACKENDS:
+            raise ConfigError(
+                f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
+            )
         self.block_types()  # validates the pattern early, before any weights exist
 
     @property

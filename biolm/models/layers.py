@@ -25,7 +25,9 @@ class CausalConv1d(nn.Module):
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(batch_size, self.kernel_size - 1, self.channels, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: x [B, S, C], state [B, K-1, C] or None. Returns y [B, S, C] and the new state."""
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)

@@ -64,7 +64,9 @@ def new_run_dir(run_root: str, name: str) -> Path:
 
 def resume_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of a run (periodic or written on an exception)."""
-    found = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name.startswith(("last", "on_exception"))]
+    found = [
+        p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name.startswith(("last", "on_exception"))
+    ]
     if not found:
         raise InputError(f"{run_dir}: no checkpoint to resume from (checkpoints/last.ckpt is missing)")
     return max(found, key=lambda p: p.stat().st_mtime)
@@ -73,7 +75,9 @@ def resume_checkpoint(run_dir: Path) -> Path:
 def merge_metrics(run_dir: Path) -> Path:
     """Write `metrics.csv` from the CSV logs of every session of the run, in step order."""
     rows, keys = [], []
-    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
+    for path in sorted(
+        (run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])
+    ):
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             keys += [k for k in reader.fieldnames or [] if k not in keys]
@@ -138,7 +142,10 @@ def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: b
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val_loss", save_top_k=1),
         ModelCheckpoint(
-            dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps
+            dirpath=ckpt_dir,
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
         ),
         OnExceptionCheckpoint(dirpath=ckpt_dir),
         throughput,

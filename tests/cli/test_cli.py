@@ -42,7 +42,13 @@ def trained_run(tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
-    for name in ["config.yaml", "metrics.csv", "summary.json", "checkpoints/last.ckpt", "model/model.safetensors"]:
+    for name in [
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/last.ckpt",
+        "model/model.safetensors",
+    ]:
         assert (trained_run / name).is_file(), name
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["steps"] == 6
@@ -67,8 +73,21 @@ def test_resume_continues_the_run(trained_run, tmp_path):
 
 
 def test_new_run_never_overwrites(trained_run):
-    assert main(["train", "dna", "--no-progress", f"run_root={trained_run.parent}", "name=tiny", *TINY[:1],
-                 "trainer.max_steps=1", *TINY[3:]]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "dna",
+                "--no-progress",
+                f"run_root={trained_run.parent}",
+                "name=tiny",
+                *TINY[:1],
+                "trainer.max_steps=1",
+                *TINY[3:],
+            ]
+        )
+        == 0
+    )
     assert (trained_run.parent / "tiny-2" / "model").is_dir()
 
 
@@ -87,11 +106,33 @@ def test_load_embed_and_generate(trained_run, tmp_path):
     # Same vectors one at a time (batching with padding must not change them).
     single = tmp_path / "one.npy"
     (tmp_path / "one.fa").write_text(">a\nacgtacgtacgtNNNN\n")
-    assert main(["embed", str(trained_run / "model"), str(tmp_path / "one.fa"), "-o", str(single), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(trained_run / "model"),
+                str(tmp_path / "one.fa"),
+                "-o",
+                str(single),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(np.load(single)[0], vectors[1], rtol=1e-5, atol=1e-6)
 
     fa_out = tmp_path / "gen.fa"
-    args = ["generate", str(trained_run / "model"), "-n", "3", "--length", "50", "-o", str(fa_out), "--no-progress"]
+    args = [
+        "generate",
+        str(trained_run / "model"),
+        "-n",
+        "3",
+        "--length",
+        "50",
+        "-o",
+        str(fa_out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     lines = fa_out.read_text().splitlines()
     assert lines[0::2] == [">sample_1", ">sample_2", ">sample_3"]

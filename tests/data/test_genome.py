@@ -82,7 +82,7 @@ def test_val_windows_tile_the_validation_region(genome):
     for region in source.val_regions:
         spans = sorted(covered[region.record])
         assert spans[0][0] == region.start and spans[-1][1] == region.end
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     assert len(ValWindows(source, seq_len=30, max_windows=3)) == 3
 
 

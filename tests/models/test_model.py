@@ -60,7 +60,11 @@ def test_save_and_load_round_trip(tmp_path, model):
     model = model.float()
     tokenizer = DNATokenizer()
     save(model, tokenizer, tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_FILE, "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        CONFIG_FILE,
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     loaded = load(tmp_path / "m")
     ids = torch.randint(6, 11, (2, 33))
     torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
@@ -94,6 +98,7 @@ def test_load_missing_directory(tmp_path):
         (dict(pattern="mx", n_layers=2), "unknown block type 'x'"),
         (dict(pattern="mmm", n_layers=2), "one letter per layer"),
         (dict(d_model=0), "d_model"),
+        (dict(backend="cuda"), "model.backend"),
     ],
 )
 def test_config_errors(kwargs, message):
