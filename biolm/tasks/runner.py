@@ -201,7 +201,12 @@ def format_summary(s: RunSummary) -> str:
         ("validation loss", f"{s.val_loss:.4f} nats per nucleotide ({s.val_targets:,} targets)"),
         ("model perplexity", f"{s.val_ppl:.4f} per nucleotide"),
         (f"order-{s.markov_order} Markov", f"{s.markov_ppl:.4f} per nucleotide (same validation targets)"),
-        ("training speed", f"{s.tokens_per_second:,.0f} tokens/s"),
+        (
+            "training speed",
+            f"{s.tokens_per_second:,.0f} tokens/s"
+            if math.isfinite(s.tokens_per_second)
+            else "n/a (no training step in this session)",
+        ),
         ("steps", f"{s.steps:,} ({s.parameters:,} parameters)"),
         ("model directory", s.model_dir),
     ]
