@@ -7,9 +7,9 @@ import logging
 import sys
 
 from biolm import __version__
-from biolm.cli import embed, generate, train
+from biolm.cli import embed, generate, info, train
 
-COMMANDS = {"train": train, "embed": embed, "generate": generate}
+COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info}
 
 
 def build_parser() -> argparse.ArgumentParser:

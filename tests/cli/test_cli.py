@@ -193,6 +193,13 @@ def test_embed_errors_are_one_line(trained_run, tmp_path):
 
 
 def test_help_explains_each_command():
-    for command in ["train", "embed", "generate"]:
+    for command in ["train", "embed", "generate", "info"]:
         result = biolm(command, "--help")
         assert result.returncode == 0 and "usage: biolm " + command in result.stdout
+
+
+def test_info_lists_each_kernel_op_with_its_backend(capsys):
+    assert main(["info", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert ["mlstm", "torch", "auto:", "no", "CUDA", "(device", "is", "cpu)"] in lines
