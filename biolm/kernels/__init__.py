@@ -1,5 +1,13 @@
 """Sequence-mixing kernels (pure torch, optional triton), selected per op by :mod:`.registry`."""
 
+from biolm.kernels.linear_attention import LinearAttentionState, linear_attention, linear_attention_step
 from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
 
-__all__ = ["MLSTMState", "mlstm", "mlstm_step"]
+__all__ = [
+    "LinearAttentionState",
+    "MLSTMState",
+    "linear_attention",
+    "linear_attention_step",
+    "mlstm",
+    "mlstm_step",
+]

@@ -19,7 +19,12 @@ logger = logging.getLogger("biolm.kernels")
 BACKENDS = ("auto", "torch", "triton", "reference")
 
 _OPS: set[str] = set()
-_TRITON_KERNELS: dict[str, Callable] = {}
+# op -> the triton implementation, or "module:attribute" to import on first use (so that importing
+# biolm never imports triton).
+_TRITON_KERNELS: dict[str, Callable | str] = {}
+# Ops whose triton kernel "auto" may pick. A kernel joins only after it has been checked on a real GPU
+# (tests/kernels/test_*_triton.py -m gpu); until then it runs only when asked for by name.
+_TRITON_AUTO: set[str] = set()
 # (op, backend) -> reason, in the order first chosen; also guards the log-once.
 _DECISIONS: dict[tuple[str, str], str] = {}
 
@@ -29,19 +34,29 @@ def register_op(op: str) -> None:
     _OPS.add(op)
 
 
-def register_triton_kernel(op: str, fn: Callable) -> None:
-    """Register the triton implementation of ``op``; ``"auto"`` then prefers it on CUDA.
+def register_triton_kernel(op: str, fn: Callable | str, *, auto: bool = True) -> None:
+    """Register the triton implementation of ``op``.
 
-    ``fn`` takes the arguments of the op's torch implementation (for ``"mlstm"``:
-    ``fn(q, k, v, i, f, state=..., chunk_size=...) -> (h, MLSTMState)``).
+    Args:
+        op: Op name.
+        fn: The implementation, or ``"package.module:attribute"`` to import lazily on first use. It takes
+            the arguments of the op's torch implementation (for ``"mlstm"``:
+            ``fn(q, k, v, i, f, state=..., chunk_size=...) -> (h, MLSTMState)``).
+        auto: Whether ``"auto"`` may pick it on CUDA; False keeps it opt-in (``backend="triton"``).
     """
     _OPS.add(op)
     _TRITON_KERNELS[op] = fn
+    (_TRITON_AUTO.add if auto else _TRITON_AUTO.discard)(op)
 
 
 def get_triton_kernel(op: str) -> Callable:
-    """The registered triton implementation of ``op`` (KeyError when none)."""
-    return _TRITON_KERNELS[op]
+    """The triton implementation of ``op``, imported on first use (KeyError when none)."""
+    fn = _TRITON_KERNELS[op]
+    if isinstance(fn, str):
+        module, _, attribute = fn.partition(":")
+        fn = getattr(importlib.import_module(module), attribute)
+        _TRITON_KERNELS[op] = fn
+    return fn
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,6 +77,10 @@ def _triton_unavailable(op: str, device: torch.device) -> str | None:
         return err
     if op not in _TRITON_KERNELS:
         return f"no triton kernel for op {op!r} (not implemented yet)"
+    try:
+        get_triton_kernel(op)
+    except Exception as exc:
+        return f"the triton kernel for op {op!r} failed to load ({type(exc).__name__}: {exc})"
     return None
 
 
@@ -75,9 +94,11 @@ def _decide(op: str, backend: str, device: torch.device) -> tuple[str, str]:
         return "triton", "requested"
     if backend in ("torch", "reference"):
         return backend, "requested"
-    if why_not is None:
-        return "triton", "auto: CUDA device with a registered triton kernel"
-    return "torch", f"auto: {why_not}"
+    if why_not is not None:
+        return "torch", f"auto: {why_not}"
+    if op not in _TRITON_AUTO:
+        return "torch", "auto: triton kernel not yet validated on a GPU (use backend='triton' to try it)"
+    return "triton", "auto: CUDA device with a registered triton kernel"
 
 
 def resolve_backend(op: str, backend: str, device: torch.device) -> str:

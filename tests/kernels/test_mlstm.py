@@ -331,10 +331,18 @@ def test_registry_errors():
 def test_registry_prefers_registered_triton_kernel_on_cuda(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(registry, "_triton_import_error", lambda: None)
-    assert registry.resolve_backend("mlstm", "auto", cuda) == "torch"  # no kernel registered yet
+    # mlstm's triton kernel is registered but opt-in until it has been validated on a GPU.
+    monkeypatch.setitem(registry._TRITON_KERNELS, "mlstm", lambda *a: None)
+    assert registry.resolve_backend("mlstm", "auto", cuda) == "torch"
+    assert "not yet validated" in dict(((op, r) for op, _, r in registry.backend_report(cuda)))["mlstm"]
+    assert registry.resolve_backend("mlstm", "triton", cuda) == "triton"
     with pytest.raises(RuntimeError, match="not implemented yet"):
-        registry.resolve_backend("mlstm", "triton", cuda)
+        registry.resolve_backend("no_such_op", "triton", cuda)
     monkeypatch.setitem(registry._TRITON_KERNELS, "fake_op", lambda *a: None)
+    monkeypatch.setattr(registry, "_TRITON_AUTO", {"fake_op"})
     assert registry.resolve_backend("fake_op", "auto", cuda) == "triton"
+    monkeypatch.setitem(registry._TRITON_KERNELS, "broken_op", "no.such.module:fn")
+    assert registry.resolve_backend("broken_op", "auto", cuda) == "torch"
+    assert "failed to load" in registry._DECISIONS[("broken_op", "torch")]
     monkeypatch.setattr(registry, "_triton_import_error", lambda: "triton not installed")
     assert registry.resolve_backend("fake_op", "auto", cuda) == "torch"

@@ -9,11 +9,14 @@ import torch
 
 from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
 from biolm.kernels.mlstm.reference import MLSTMState, mlstm_recurrent, mlstm_step
-from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 
 __all__ = ["MLSTMState", "mlstm", "mlstm_step"]
 
 register_op("mlstm")
+
+# Opt-in until the kernels have run on a real GPU (see registry._TRITON_AUTO).
+register_triton_kernel("mlstm", "biolm.kernels.mlstm.triton:mlstm_chunkwise_triton", auto=False)
 
 
 def _check_inputs(q, k, v, i, f, state) -> None:
@@ -31,7 +34,8 @@ def _check_inputs(q, k, v, i, f, state) -> None:
 
 
 def _run(q, k, v, i, f, state, chunk_size: int, choice: str) -> tuple[torch.Tensor, MLSTMState]:
-    if choice == "torch":
+    # The triton kernels compute in float32; float64 (checks against the reference) stays on torch.
+    if choice == "torch" or q.dtype == torch.float64:
         return mlstm_chunkwise(q, k, v, i, f, state=state, chunk_size=chunk_size)
     if choice == "reference":
         return mlstm_recurrent(q, k, v, i, f, state=state)

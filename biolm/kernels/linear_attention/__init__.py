@@ -1,0 +1,123 @@
+"""Linear attention kernels (plain and gated): :func:`linear_attention` and :func:`linear_attention_step`.
+
+The math, including the normalizer, is documented in :mod:`biolm.kernels.linear_attention.reference`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from biolm.kernels.linear_attention.chunkwise import linear_attention_chunkwise
+from biolm.kernels.linear_attention.reference import (
+    LinearAttentionState,
+    linear_attention_recurrent,
+    linear_attention_step,
+)
+from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+
+__all__ = ["LinearAttentionState", "linear_attention", "linear_attention_step"]
+
+register_op("linear_attention")
+
+
+def _check_inputs(q, k, v, log_decay, state) -> None:
+    if q.dim() != 4 or k.shape != q.shape:
+        raise ValueError(f"q and k must both be [B, S, H, Dk]; got {tuple(q.shape)} and {tuple(k.shape)}")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, S, H, Dv] matching q {tuple(q.shape)}; got {tuple(v.shape)}")
+    if log_decay is not None and log_decay.shape != q.shape[:3]:
+        raise ValueError(f"log_decay must be [B, S, H] = {tuple(q.shape[:3])}; got {tuple(log_decay.shape)}")
+    if not (q.is_floating_point() and k.dtype == q.dtype and v.dtype == q.dtype):
+        raise TypeError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if state is not None and not isinstance(state, tuple):
+        raise TypeError("state must be a LinearAttentionState (S, z)")
+
+
+def _run(q, k, v, log_decay, state, normalize, scale, chunk_size: int, choice: str):
+    kwargs = dict(log_decay=log_decay, state=state, normalize=normalize, scale=scale)
+    if choice == "torch":
+        return linear_attention_chunkwise(q, k, v, chunk_size=chunk_size, **kwargs)
+    if choice == "reference":
+        return linear_attention_recurrent(q, k, v, **kwargs)
+    return get_triton_kernel("linear_attention")(q, k, v, chunk_size=chunk_size, **kwargs)
+
+
+def _run_varlen(q, k, v, log_decay, state, normalize, scale, cu_seqlens, chunk_size: int, choice: str):
+    """Packed sequences, one call per segment; the state resets at each boundary."""
+    if q.shape[0] != 1:
+        raise ValueError(f"cu_seqlens needs batch size 1 (packed sequences); got B={q.shape[0]}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
+        raise ValueError("cu_seqlens must be an integer tensor [N + 1] of cumulative offsets")
+    offsets = cu_seqlens.tolist()
+    if (
+        offsets[0] != 0
+        or offsets[-1] != q.shape[1]
+        or any(a > b for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    ):
+        raise ValueError(f"cu_seqlens must rise from 0 to S={q.shape[1]}; got {offsets}")
+    n_seq = len(offsets) - 1
+    if state is not None and state.S.shape[0] != n_seq:
+        raise ValueError(f"with cu_seqlens the initial state needs batch N={n_seq}; got {state.S.shape[0]}")
+    hs, finals = [], []
+    for j, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        seg_state = None if state is None else LinearAttentionState(*(s[j : j + 1] for s in state))
+        seg_decay = None if log_decay is None else log_decay[:, a:b]
+        h, st = _run(
+            q[:, a:b], k[:, a:b], v[:, a:b], seg_decay, seg_state, normalize, scale, chunk_size, choice
+        )
+        hs.append(h)
+        finals.append(st)
+    h = torch.cat(hs, dim=1)
+    return h, LinearAttentionState(*(torch.cat(parts, dim=0) for parts in zip(*finals, strict=True)))
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    log_decay: torch.Tensor | None = None,
+    state: LinearAttentionState | None = None,
+    normalize: bool = False,
+    scale: float | None = None,
+    chunk_size: int = 64,
+    cu_seqlens: torch.Tensor | None = None,
+    backend: str = "auto",
+    return_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, LinearAttentionState]:
+    """Causal multi-head linear attention, plain or with a per-head scalar decay.
+
+    With ``g = log_decay`` (0 when None): ``S_t = exp(g_t) S_{t-1} + k_t v_t^T``,
+    ``z_t = exp(g_t) z_{t-1} + k_t`` and ``h_t = (scale q_t)^T S_t``, divided by
+    ``max(|(scale q_t)^T z_t|, 1)`` when ``normalize``; no state means ``S, z = 0``. Every backend
+    computes this exact function, and gradients are its exact autograd gradients.
+
+    Args:
+        q: Queries [B, S, H, Dk]; float32, bfloat16 or float64.
+        k: Keys [B, S, H, Dk].
+        v: Values [B, S, H, Dv]; Dv may differ from Dk.
+        log_decay: Per-head log decay [B, S, H], e.g. ``logsigmoid`` of a pre-activation. Expected
+            ``<= 0`` (decay in (0, 1]); positive values are not clamped, only not guarded against
+            overflow. None for plain (undecayed) linear attention.
+        state: Initial state (S [B,H,Dk,Dv], z [B,H,Dk]); with ``cu_seqlens`` its batch is N.
+        normalize: Divide each output by ``max(|(scale q_t)^T z_t|, 1)``.
+        scale: Query scale; default ``Dk**-0.5``.
+        chunk_size: Chunk length of the chunkwise backends.
+        cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
+            the state resets at each boundary.
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        return_state: Also return the final state ([N, ...] per sequence with ``cu_seqlens``).
+
+    Returns:
+        ``h`` [B, S, H, Dv] in the dtype of ``q``, plus the final state (float32; float64 for
+        float64 inputs) when ``return_state``.
+    """
+    _check_inputs(q, k, v, log_decay, state)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
+    choice = resolve_backend("linear_attention", backend, q.device)
+    if cu_seqlens is None:
+        h, final = _run(q, k, v, log_decay, state, normalize, scale, chunk_size, choice)
+    else:
+        h, final = _run_varlen(q, k, v, log_decay, state, normalize, scale, cu_seqlens, chunk_size, choice)
+    return (h, final) if return_state else h

@@ -1,0 +1,201 @@
+"""Chunkwise mLSTM forward in triton: boundary states (kernel A), then all chunk outputs (kernel B).
+
+Notation as in :mod:`biolm.kernels.mlstm.chunkwise`: within a chunk ``b`` is the inclusive cumsum of
+``log_f``, ``u_s = i_s - b_s``, ``m_prev`` the stabilizer entering the chunk, and step ``t`` has
+``m_t = b_t + max(m_prev, max_{s<=t} u_s)`` — exactly the recurrent stabilizer.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from biolm.kernels.mlstm.triton.common import (
+    EPS,
+    LOG_EPS,
+    alloc,
+    chunk_len,
+    dot_precision,
+    inv_normalizer,
+    logsigmoid,
+    padded,
+)
+
+
+@triton.jit
+def _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H: tl.constexpr):
+    """In-chunk cumsum ``b`` of log_f (padded steps add 0), ``u = i - b`` (-inf on padding)."""
+    ig = tl.load(i_ptr + g_off + t * H, mask=valid, other=0.0).to(tl.float32)
+    fg = tl.load(f_ptr + g_off + t * H, mask=valid, other=0.0).to(tl.float32)
+    lf = tl.where(valid, logsigmoid(fg), 0.0)
+    b = tl.cumsum(lf, 0)
+    u = tl.where(valid, ig - b, float("-inf"))
+    return b, u
+
+
+@triton.jit
+def _states_kernel(
+    k_ptr, v_ptr, i_ptr, f_ptr, c_ptr, n_ptr, m_ptr,
+    S, NC,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+    L: tl.constexpr, DKP: tl.constexpr, DVP: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One program per (b, h): walks the chunks and writes the state entering each (index NC: final)."""
+    bh = tl.program_id(0)
+    b_idx = bh // H
+    h_idx = bh % H
+    rk = tl.arange(0, DKP)
+    rv = tl.arange(0, DVP)
+    rl = tl.arange(0, L)
+    mk = rk < DK
+    mv = rv < DV
+    mkv = mk[:, None] & mv[None, :]
+    c_base = c_ptr + bh * (NC + 1) * DK * DV
+    n_base = n_ptr + bh * (NC + 1) * DK
+    m_base = m_ptr + bh * (NC + 1)
+    C = tl.load(c_base + rk[:, None] * DV + rv[None, :], mask=mkv, other=0.0)
+    n = tl.load(n_base + rk, mask=mk, other=0.0)
+    m = tl.load(m_base)
+    g_off = b_idx * S * H + h_idx
+    for c in range(NC):
+        t = c * L + rl
+        valid = t < S
+        b, u = _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H)
+        u_top = tl.max(u, 0)
+        top = tl.maximum(m, u_top)
+        w = tl.exp(u - top)
+        row = g_off + t[:, None] * H
+        kt = tl.load(k_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0)
+        vt = tl.load(v_ptr + row * DV + rv[None, :], mask=valid[:, None] & mv[None, :], other=0.0)
+        kt = kt.to(tl.float32)
+        vt = vt.to(tl.float32)
+        kw = kt * w[:, None]
+        decay = tl.exp(m - top)
+        C = C * decay + tl.dot(tl.trans(kw), vt, input_precision=PREC)
+        n = n * decay + tl.sum(kw, 0)
+        m = tl.sum(tl.where(rl == L - 1, b, 0.0), 0) + top
+        tl.store(c_base + (c + 1) * DK * DV + rk[:, None] * DV + rv[None, :], C, mask=mkv)
+        tl.store(n_base + (c + 1) * DK + rk, n, mask=mk)
+        tl.store(m_base + c + 1, m)
+
+
+@triton.jit
+def _output_kernel(
+    q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, c_ptr, n_ptr, m_ptr, h_ptr, mt_ptr, d_ptr,
+    S, NC, scale,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+    L: tl.constexpr, DKP: tl.constexpr, DVP: tl.constexpr, PREC: tl.constexpr,
+    EPS_: tl.constexpr, LOG_EPS_: tl.constexpr,
+):  # fmt: skip
+    """One program per (chunk, b*h): h_t, and m_t and d_t = q_t.n_t (saved for the backward)."""
+    c = tl.program_id(0)
+    bh = tl.program_id(1)
+    b_idx = bh // H
+    h_idx = bh % H
+    rk = tl.arange(0, DKP)
+    rv = tl.arange(0, DVP)
+    rl = tl.arange(0, L)
+    mk = rk < DK
+    mv = rv < DV
+    t = c * L + rl
+    valid = t < S
+    g_off = b_idx * S * H + h_idx
+    b, u = _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H)
+
+    row = g_off + t[:, None] * H
+    qt = tl.load(q_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+    qt = qt * scale
+    kt = tl.load(k_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+    vt = tl.load(v_ptr + row * DV + rv[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
+    st = c * DK * DV + bh * (NC + 1) * DK * DV
+    C = tl.load(c_ptr + st + rk[:, None] * DV + rv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
+    n = tl.load(n_ptr + bh * (NC + 1) * DK + c * DK + rk, mask=mk, other=0.0)
+    m_prev = tl.load(m_ptr + bh * (NC + 1) + c)
+
+    causal = rl[None, :] <= rl[:, None]
+    # An L x L masked max is the running max of u; cheap next to the dots, and needs no scan.
+    u_max = tl.max(tl.where(causal, u[None, :], float("-inf")), 1)
+    m_rel = tl.maximum(m_prev, u_max)
+    decay = tl.where(causal, tl.exp(u[None, :] - m_rel[:, None]), 0.0)
+    w = tl.dot(qt, tl.trans(kt), input_precision=PREC) * decay
+    q_in = qt * tl.exp(m_prev - m_rel)[:, None]
+    num = tl.dot(w, vt, input_precision=PREC) + tl.dot(q_in, C, input_precision=PREC)
+    d = tl.sum(w, 1) + tl.sum(q_in * n[None, :], 1)
+    m_t = b + m_rel
+    h = num * inv_normalizer(d, m_t, EPS_, LOG_EPS_)[:, None]
+    tl.store(h_ptr + row * DV + rv[None, :], h.to(h_ptr.dtype.element_ty), mask=valid[:, None] & mv[None, :])
+    seq_off = bh * S + t
+    tl.store(mt_ptr + seq_off, m_t, mask=valid)
+    tl.store(d_ptr + seq_off, d, mask=valid)
+
+
+def mlstm_fwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    i: torch.Tensor,
+    f: torch.Tensor,
+    c0: torch.Tensor,
+    n0: torch.Tensor,
+    m0: torch.Tensor,
+    chunk_size: int = 64,
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the forward kernels on contiguous inputs.
+
+    Args:
+        q: Queries [B, S, H, Dk], float32 or bfloat16, contiguous (unscaled).
+        k: Keys [B, S, H, Dk].
+        v: Values [B, S, H, Dv].
+        i: Input-gate pre-activations [B, S, H].
+        f: Forget-gate pre-activations [B, S, H].
+        c0: Initial memory [B, H, Dk, Dv], float32.
+        n0: Initial normalizer [B, H, Dk], float32.
+        m0: Initial stabilizer [B, H], float32.
+        chunk_size: Requested chunk length (rounded to a power of two >= 16; results do not depend on it).
+        out: Optional preallocated ``h`` [B, S, H, Dv] in the dtype of ``q``.
+
+    Returns:
+        ``h`` [B, S, H, Dv]; the states entering each chunk plus the final one, ``C`` [B, H, NC+1, Dk, Dv],
+        ``n`` [B, H, NC+1, Dk], ``m`` [B, H, NC+1] (float32); per-step ``m_t`` and ``d_t = q_t.n_t``
+        [B, H, S] (float32).
+    """
+    batch, seq, heads, dk = q.shape
+    dv = v.shape[-1]
+    dev = q.device
+    L = chunk_len(chunk_size, seq)
+    nc = triton.cdiv(seq, L)
+    c_all = alloc((batch, heads, nc + 1, dk, dv), torch.float32, dev)
+    n_all = alloc((batch, heads, nc + 1, dk), torch.float32, dev)
+    m_all = alloc((batch, heads, nc + 1), torch.float32, dev)
+    c_all[:, :, 0] = c0
+    n_all[:, :, 0] = n0
+    m_all[:, :, 0] = m0
+    h = alloc((batch, seq, heads, dv), q.dtype, dev) if out is None else out
+    m_seq = alloc((batch, heads, seq), torch.float32, dev)
+    d_seq = alloc((batch, heads, seq), torch.float32, dev)
+    if seq == 0:
+        return h, c_all, n_all, m_all, m_seq, d_seq
+    meta = dict(H=heads, DK=dk, DV=dv, L=L, DKP=padded(dk), DVP=padded(dv), PREC=dot_precision())
+    _states_kernel[(batch * heads,)](k, v, i, f, c_all, n_all, m_all, seq, nc, **meta)
+    _output_kernel[(nc, batch * heads)](
+        q,
+        k,
+        v,
+        i,
+        f,
+        c_all,
+        n_all,
+        m_all,
+        h,
+        m_seq,
+        d_seq,
+        seq,
+        nc,
+        dk**-0.5,
+        EPS_=EPS,
+        LOG_EPS_=LOG_EPS,
+        **meta,
+    )
+    return h, c_all, n_all, m_all, m_seq, d_seq
