@@ -1,0 +1,107 @@
+"""sLSTM kernels: the public entry points :func:`slstm` and :func:`slstm_step`.
+
+The math, including the stabilizer ``m`` and the empty-state rule, is documented in
+:mod:`biolm.kernels.slstm.reference`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+from biolm.kernels.slstm.fused import slstm_fused
+from biolm.kernels.slstm.reference import SLSTMState, slstm_recurrent, slstm_step
+
+__all__ = ["SLSTMState", "slstm", "slstm_step"]
+
+register_op("slstm")
+
+
+def _check_inputs(gates_x, R, bias, state) -> None:
+    if gates_x.dim() != 5 or gates_x.shape[3] != 4:
+        raise ValueError(f"gates_x must be [B, S, H, 4, D]; got {tuple(gates_x.shape)}")
+    heads, dim = gates_x.shape[2], gates_x.shape[4]
+    if R.shape != (heads, 4, dim, dim):
+        raise ValueError(f"R must be [H, 4, D, D] = {(heads, 4, dim, dim)}; got {tuple(R.shape)}")
+    if bias is not None and bias.shape != (heads, 4, dim):
+        raise ValueError(f"bias must be [H, 4, D] = {(heads, 4, dim)}; got {tuple(bias.shape)}")
+    if not gates_x.is_floating_point():
+        raise TypeError(f"gates_x must be floating point; got {gates_x.dtype}")
+    if state is not None and not (isinstance(state, tuple) and len(state) == 4):
+        raise TypeError("state must be an SLSTMState (h, c, n, m)")
+
+
+def _run(gates_x, R, bias, state, choice: str) -> tuple[torch.Tensor, SLSTMState]:
+    if choice == "torch":
+        return slstm_fused(gates_x, R, state=state, bias=bias)
+    if choice == "reference":
+        return slstm_recurrent(gates_x, R, state=state, bias=bias)
+    return get_triton_kernel("slstm")(gates_x, R, state=state, bias=bias)
+
+
+def _run_varlen(gates_x, R, bias, state, cu_seqlens, choice: str) -> tuple[torch.Tensor, SLSTMState]:
+    """Packed sequences, one call per segment; the state resets at each boundary."""
+    if gates_x.shape[0] != 1:
+        raise ValueError(f"cu_seqlens needs batch size 1 (packed sequences); got B={gates_x.shape[0]}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
+        raise ValueError("cu_seqlens must be an integer tensor [N + 1] of cumulative offsets")
+    offsets = cu_seqlens.tolist()
+    seq = gates_x.shape[1]
+    rising = all(a <= b for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    if offsets[0] != 0 or offsets[-1] != seq or not rising:
+        raise ValueError(f"cu_seqlens must rise from 0 to S={seq}; got {offsets}")
+    n_seq = len(offsets) - 1
+    if state is not None and state.h.shape[0] != n_seq:
+        raise ValueError(f"with cu_seqlens the initial state needs batch N={n_seq}; got {state.h.shape[0]}")
+    hs, finals = [], []
+    for j, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        seg_state = None if state is None else SLSTMState(*(s[j : j + 1] for s in state))
+        h, st = _run(gates_x[:, a:b], R, bias, seg_state, choice)
+        hs.append(h)
+        finals.append(st)
+    h = torch.cat(hs, dim=1)
+    return h, SLSTMState(*(torch.cat(parts, dim=0) for parts in zip(*finals, strict=True)))
+
+
+def slstm(
+    gates_x: torch.Tensor,
+    R: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    state: SLSTMState | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    backend: str = "auto",
+    return_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, SLSTMState]:
+    """Multi-head sLSTM over a sequence, with block-diagonal (per-head) recurrent weights.
+
+    Gate ``g`` of axis 3, in the order (i, f, z, o), has the pre-activation
+    ``pre_g = gates_x[..., g, :] + h_{t-1} @ R[head, g] + bias[head, g]`` (``R[head, g]`` is
+    [D_in, D_out], acting on the row vector ``h_{t-1}`` of that head). With ``log_f = logsigmoid(f~)``:
+    ``m_t = max(log_f + m_{t-1}, i~)``, ``c_t = exp(log_f + m_{t-1} - m_t) c_{t-1} + exp(i~ - m_t)
+    tanh(z~)``, ``n_t`` likewise with 1 for ``tanh(z~)``, and ``h_t = sigmoid(o~) c_t / n_t``. No state
+    means zeros; ``n_{t-1} == 0`` marks an empty memory, for which ``m_t = i~`` (so ``n_t >= 1`` and no
+    division guard is needed). Every backend computes this exact function, and gradients are its
+    exact autograd gradients.
+
+    Args:
+        gates_x: Input part of the gate pre-activations [B, S, H, 4, D]; float32, bfloat16 or float64.
+        R: Recurrent weights [H, 4, D, D].
+        bias: Optional gate bias [H, 4, D].
+        state: Initial state (h, c, n, m), each [B, H, D]; with ``cu_seqlens`` its batch is N.
+        cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
+            the state resets at each boundary.
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        return_state: Also return the final state ([N, H, D] per sequence with ``cu_seqlens``).
+
+    Returns:
+        ``h`` [B, S, H, D] in the dtype of ``gates_x``, plus the final state (float32; float64 for
+        float64 inputs) when ``return_state``.
+    """
+    _check_inputs(gates_x, R, bias, state)
+    choice = resolve_backend("slstm", backend, gates_x.device)
+    if cu_seqlens is None:
+        h, final = _run(gates_x, R, bias, state, choice)
+    else:
+        h, final = _run_varlen(gates_x, R, bias, state, cu_seqlens, choice)
+    return (h, final) if return_state else h
