@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One script for a lent GPU: Triton kernels against the reference on CUDA, then timings at the TFLA
+# protocol against the peers that are importable. Installs nothing; finishes in under 8 minutes.
+# Writes benchmarks/results/gpu_<card>.md (or $OUT/gpu_<card>.md when OUT is set).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+out_dir=${OUT:-benchmarks/results}
+mkdir -p "$out_dir"
+card=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))") || exit 1
+report="$out_dir/gpu_${card}.md"
+{
+    echo "# GPU kernel run: $card, $(date -u +%Y-%m-%d)"
+    echo
+    echo "## Correctness: Triton vs torch path and float64 reference on CUDA"
+    echo '```'
+    timeout 200 python3 -m pytest -q -m "not slow" -p no:cacheprovider tests/kernels/test_mlstm_triton.py 2>&1 | tail -20
+    echo '```'
+    echo
+    echo "## Timings (TFLA protocol)"
+    timeout 260 python3 benchmarks/gpu/kernels_gpu.py
+} 2>&1 | tee "$report"
+echo "report: $report"
