@@ -14,6 +14,7 @@ from biolm.kernels.linear_attention.reference import (
     linear_attention_step,
 )
 from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+from biolm.kernels.varlen import run_packed
 
 __all__ = ["LinearAttentionState", "linear_attention", "linear_attention_step"]
 
@@ -40,35 +41,6 @@ def _run(q, k, v, log_decay, state, normalize, scale, chunk_size: int, choice: s
     if choice == "reference":
         return linear_attention_recurrent(q, k, v, **kwargs)
     return get_triton_kernel("linear_attention")(q, k, v, chunk_size=chunk_size, **kwargs)
-
-
-def _run_varlen(q, k, v, log_decay, state, normalize, scale, cu_seqlens, chunk_size: int, choice: str):
-    """Packed sequences, one call per segment; the state resets at each boundary."""
-    if q.shape[0] != 1:
-        raise ValueError(f"cu_seqlens needs batch size 1 (packed sequences); got B={q.shape[0]}")
-    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
-        raise ValueError("cu_seqlens must be an integer tensor [N + 1] of cumulative offsets")
-    offsets = cu_seqlens.tolist()
-    if (
-        offsets[0] != 0
-        or offsets[-1] != q.shape[1]
-        or any(a > b for a, b in zip(offsets[:-1], offsets[1:], strict=True))
-    ):
-        raise ValueError(f"cu_seqlens must rise from 0 to S={q.shape[1]}; got {offsets}")
-    n_seq = len(offsets) - 1
-    if state is not None and state.S.shape[0] != n_seq:
-        raise ValueError(f"with cu_seqlens the initial state needs batch N={n_seq}; got {state.S.shape[0]}")
-    hs, finals = [], []
-    for j, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
-        seg_state = None if state is None else LinearAttentionState(*(s[j : j + 1] for s in state))
-        seg_decay = None if log_decay is None else log_decay[:, a:b]
-        h, st = _run(
-            q[:, a:b], k[:, a:b], v[:, a:b], seg_decay, seg_state, normalize, scale, chunk_size, choice
-        )
-        hs.append(h)
-        finals.append(st)
-    h = torch.cat(hs, dim=1)
-    return h, LinearAttentionState(*(torch.cat(parts, dim=0) for parts in zip(*finals, strict=True)))
 
 
 def linear_attention(
@@ -119,5 +91,10 @@ def linear_attention(
     if cu_seqlens is None:
         h, final = _run(q, k, v, log_decay, state, normalize, scale, chunk_size, choice)
     else:
-        h, final = _run_varlen(q, k, v, log_decay, state, normalize, scale, cu_seqlens, chunk_size, choice)
+
+        def segment(a: int, b: int, st: LinearAttentionState | None):
+            decay = None if log_decay is None else log_decay[:, a:b]
+            return _run(q[:, a:b], k[:, a:b], v[:, a:b], decay, st, normalize, scale, chunk_size, choice)
+
+        h, final = run_packed(segment, cu_seqlens, batch=q.shape[0], seq=q.shape[1], state=state)
     return (h, final) if return_state else h

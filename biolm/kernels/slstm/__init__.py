@@ -11,6 +11,7 @@ import torch
 from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
 from biolm.kernels.slstm.fused import slstm_fused
 from biolm.kernels.slstm.reference import SLSTMState, slstm_recurrent, slstm_step
+from biolm.kernels.varlen import run_packed
 
 __all__ = ["SLSTMState", "slstm", "slstm_step"]
 
@@ -37,30 +38,6 @@ def _run(gates_x, R, bias, state, choice: str) -> tuple[torch.Tensor, SLSTMState
     if choice == "reference":
         return slstm_recurrent(gates_x, R, state=state, bias=bias)
     return get_triton_kernel("slstm")(gates_x, R, state=state, bias=bias)
-
-
-def _run_varlen(gates_x, R, bias, state, cu_seqlens, choice: str) -> tuple[torch.Tensor, SLSTMState]:
-    """Packed sequences, one call per segment; the state resets at each boundary."""
-    if gates_x.shape[0] != 1:
-        raise ValueError(f"cu_seqlens needs batch size 1 (packed sequences); got B={gates_x.shape[0]}")
-    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
-        raise ValueError("cu_seqlens must be an integer tensor [N + 1] of cumulative offsets")
-    offsets = cu_seqlens.tolist()
-    seq = gates_x.shape[1]
-    rising = all(a <= b for a, b in zip(offsets[:-1], offsets[1:], strict=True))
-    if offsets[0] != 0 or offsets[-1] != seq or not rising:
-        raise ValueError(f"cu_seqlens must rise from 0 to S={seq}; got {offsets}")
-    n_seq = len(offsets) - 1
-    if state is not None and state.h.shape[0] != n_seq:
-        raise ValueError(f"with cu_seqlens the initial state needs batch N={n_seq}; got {state.h.shape[0]}")
-    hs, finals = [], []
-    for j, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
-        seg_state = None if state is None else SLSTMState(*(s[j : j + 1] for s in state))
-        h, st = _run(gates_x[:, a:b], R, bias, seg_state, choice)
-        hs.append(h)
-        finals.append(st)
-    h = torch.cat(hs, dim=1)
-    return h, SLSTMState(*(torch.cat(parts, dim=0) for parts in zip(*finals, strict=True)))
 
 
 def slstm(
@@ -103,5 +80,9 @@ def slstm(
     if cu_seqlens is None:
         h, final = _run(gates_x, R, bias, state, choice)
     else:
-        h, final = _run_varlen(gates_x, R, bias, state, cu_seqlens, choice)
+
+        def segment(a: int, b: int, st: SLSTMState | None) -> tuple[torch.Tensor, SLSTMState]:
+            return _run(gates_x[:, a:b], R, bias, st, choice)
+
+        h, final = run_packed(segment, cu_seqlens, batch=gates_x.shape[0], seq=gates_x.shape[1], state=state)
     return (h, final) if return_state else h
