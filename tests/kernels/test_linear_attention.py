@@ -12,6 +12,7 @@ from biolm.kernels import registry
 from biolm.kernels.linear_attention import LinearAttentionState, linear_attention, linear_attention_step
 from biolm.kernels.linear_attention.chunkwise import linear_attention_chunkwise, segment_sums
 from biolm.kernels.linear_attention.reference import linear_attention_recurrent
+from tests.kernels.helpers import rel_rms, run_with_grads
 
 F64 = torch.float64
 
@@ -25,12 +26,6 @@ SHAPES = [
 ]
 MODES = [(False, False), (True, False), (False, True), (True, True)]
 MODE_IDS = ["plain", "gated", "plain-norm", "gated-norm"]
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / ||b||, computed in float64."""
-    a, b = a.detach().to(F64), b.detach().to(F64)
-    return ((a - b).norm() / b.norm()).item()
 
 
 def grad_errors(grads, refs, names) -> dict[str, float]:
@@ -64,21 +59,6 @@ def make_state(b, h, dk, dv, seed=1) -> LinearAttentionState:
     q, k, v, g = make_inputs(b, 6, h, dk, dv, seed=seed)
     _, st = linear_attention_recurrent(q, k, v, log_decay=g)
     return LinearAttentionState(*(x.detach() for x in st))
-
-
-def run_with_grads(fn, inputs, state=None, seed=123):
-    """h, final state and the grads of a random linear loss w.r.t. inputs and the initial state."""
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
-    if state is not None:
-        state = LinearAttentionState(*(x.detach().clone().requires_grad_() for x in state))
-    h, final = fn(*inputs, state)
-    g = torch.Generator().manual_seed(seed)
-    loss = (h.to(F64) * torch.randn(h.shape, generator=g, dtype=F64)).sum()
-    for x in final:
-        loss = loss + (x.to(F64) * torch.randn(x.shape, generator=g, dtype=F64)).sum()
-    leaves = inputs + ([] if state is None else list(state))
-    grads = torch.autograd.grad(loss, leaves)
-    return h.detach(), tuple(x.detach() for x in final), grads
 
 
 def chunkwise_fn(chunk, normalize=False):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from biolm.kernels import MLSTMState, mlstm, mlstm_step, registry
 from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
 from biolm.kernels.mlstm.reference import inv_normalizer, mlstm_parallel, mlstm_recurrent
+from tests.kernels.helpers import rel_rms, run_with_grads
 
 F64 = torch.float64
 
@@ -23,12 +24,6 @@ SHAPES = [
     (3, 50, 1, 5, 7, 8),
     (1, 20, 2, 6, 4, 64),
 ]
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / ||b||, computed in float64."""
-    a, b = a.detach().to(F64), b.detach().to(F64)
-    return ((a - b).norm() / b.norm()).item()
 
 
 def grad_errors(grads, refs) -> dict[str, float]:
@@ -62,21 +57,6 @@ def make_state(b, h, dk, dv, seed=1) -> MLSTMState:
     """A realistic state: the final state of the reference after a random prefix."""
     _, st = mlstm_recurrent(*make_inputs(b, 6, h, dk, dv, seed=seed))
     return MLSTMState(*(x.detach() for x in st))
-
-
-def run_with_grads(fn, inputs, state=None, seed=123):
-    """h, final state and the grads of a random linear loss w.r.t. inputs and the initial state."""
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
-    if state is not None:
-        state = MLSTMState(*(x.detach().clone().requires_grad_() for x in state))
-    h, final = fn(*inputs, state)
-    g = torch.Generator().manual_seed(seed)
-    loss = (h.to(F64) * torch.randn(h.shape, generator=g, dtype=F64)).sum()
-    for x in final:
-        loss = loss + (x.to(F64) * torch.randn(x.shape, generator=g, dtype=F64)).sum()
-    leaves = inputs + ([] if state is None else list(state))
-    grads = torch.autograd.grad(loss, leaves)
-    return h.detach(), tuple(x.detach() for x in final), grads
 
 
 def chunkwise_fn(chunk):

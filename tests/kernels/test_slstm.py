@@ -12,17 +12,12 @@ from biolm.kernels import registry
 from biolm.kernels.slstm import SLSTMState, slstm, slstm_step
 from biolm.kernels.slstm.fused import slstm_fused
 from biolm.kernels.slstm.reference import slstm_recurrent
+from tests.kernels.helpers import rel_rms, run_with_grads
 
 F64 = torch.float64
 
 # (B, S, H, D): odd and non-power-of-two head dims, S=1, a single head.
 SHAPES = [(2, 23, 3, 12), (1, 1, 2, 5), (3, 16, 1, 8), (2, 9, 2, 7)]
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / ||b||, computed in float64."""
-    a, b = a.detach().to(F64), b.detach().to(F64)
-    return ((a - b).norm() / b.norm()).item()
 
 
 def grad_errors(grads, refs, names) -> dict[str, float]:
@@ -54,21 +49,6 @@ def make_state(b, h, d, seed=1) -> SLSTMState:
     gx, r, bias = make_inputs(b, 6, h, d, seed=seed)
     _, st = slstm_recurrent(gx, r, bias=bias)
     return SLSTMState(*(x.detach() for x in st))
-
-
-def run_with_grads(fn, inputs, state=None, seed=123):
-    """h, final state and the grads of a random linear loss w.r.t. gates_x, R, bias and the state."""
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
-    if state is not None:
-        state = SLSTMState(*(x.detach().clone().requires_grad_() for x in state))
-    h, final = fn(*inputs, state)
-    g = torch.Generator().manual_seed(seed)
-    loss = (h.to(F64) * torch.randn(h.shape, generator=g, dtype=F64)).sum()
-    for x in final:
-        loss = loss + (x.to(F64) * torch.randn(x.shape, generator=g, dtype=F64)).sum()
-    leaves = inputs + ([] if state is None else list(state))
-    grads = torch.autograd.grad(loss, leaves)
-    return h.detach(), tuple(x.detach() for x in final), tuple(g.detach() for g in grads)
 
 
 def fused_fn(gx, r, bias, st):
