@@ -13,12 +13,15 @@ from biolm.kernels.linear_attention.reference import (
     linear_attention_recurrent,
     linear_attention_step,
 )
-from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.varlen import run_packed
 
 __all__ = ["LinearAttentionState", "linear_attention", "linear_attention_step"]
 
 register_op("linear_attention")
+register_triton_kernel(
+    "linear_attention", "biolm.kernels.linear_attention.triton:linear_attention_chunkwise_triton", auto=False
+)
 
 
 def _check_inputs(q, k, v, log_decay, state) -> None:
