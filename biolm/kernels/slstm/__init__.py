@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from biolm.kernels.registry import get_triton_kernel, register_op, resolve_backend
+from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.slstm.fused import slstm_fused
 from biolm.kernels.slstm.reference import SLSTMState, slstm_recurrent, slstm_step
 from biolm.kernels.varlen import run_packed
@@ -16,6 +16,7 @@ from biolm.kernels.varlen import run_packed
 __all__ = ["SLSTMState", "slstm", "slstm_step"]
 
 register_op("slstm")
+register_triton_kernel("slstm", "biolm.kernels.slstm.triton:slstm_triton", auto=False)
 
 
 def _check_inputs(gates_x, R, bias, state) -> None:
