@@ -14,7 +14,7 @@ report="$out_dir/gpu_${card}.md"
     echo
     echo "## Correctness: Triton vs torch path and float64 reference on CUDA"
     echo '```'
-    timeout 200 python3 -m pytest -q -m "not slow" -p no:cacheprovider tests/kernels/test_mlstm_triton.py 2>&1 | tail -20
+    timeout 240 python3 -m pytest -q -m "not slow" -p no:cacheprovider tests/kernels/test_*_triton.py 2>&1 | tail -20
     echo '```'
     echo
     echo "## Timings (TFLA protocol)"
