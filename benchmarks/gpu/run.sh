@@ -14,10 +14,10 @@ report="$out_dir/gpu_${card}.md"
     echo
     echo "## Correctness: Triton vs torch path and float64 reference on CUDA"
     echo '```'
-    timeout 240 python3 -m pytest -q -m "not slow" -p no:cacheprovider tests/kernels/test_*_triton.py 2>&1 | tail -20
+    timeout 200 python3 -m pytest -q -m "not slow" -p no:cacheprovider tests/kernels/test_*_triton.py 2>&1 | tail -20
     echo '```'
     echo
     echo "## Timings (TFLA protocol)"
-    timeout 260 python3 benchmarks/gpu/kernels_gpu.py
+    timeout 250 python3 benchmarks/gpu/kernels_gpu.py
 } 2>&1 | tee "$report"
 echo "report: $report"
