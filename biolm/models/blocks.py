@@ -116,4 +116,12 @@ class MLSTMBlock(nn.Module):
         return x + self.dropout(y), state
 
 
-BLOCK_CLASSES: dict[str, type[nn.Module]] = {"m": MLSTMBlock}
+# Imported here, at the bottom, because the registry is the only thing in this module that needs them.
+from biolm.models.blocks_extra import AttentionBlock, LinearAttentionBlock, SLSTMBlock  # noqa: E402
+
+BLOCK_CLASSES: dict[str, type[nn.Module]] = {
+    "m": MLSTMBlock,
+    "s": SLSTMBlock,
+    "a": LinearAttentionBlock,
+    "t": AttentionBlock,
+}

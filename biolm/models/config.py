@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from biolm.errors import ConfigError
 
-# Block types that exist today; the letters follow DESIGN.md (s = sLSTM, a = linear attention and
-# t = softmax attention come with the model-family work).
-AVAILABLE_BLOCKS = {"m": "mLSTM"}
+# Block types that exist today; the letters follow DESIGN.md.
+AVAILABLE_BLOCKS = {"m": "mLSTM", "s": "sLSTM", "a": "gated linear attention", "t": "softmax attention"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 
 
@@ -26,7 +25,9 @@ class ModelConfig:
         qkv_block_size: q, k and v are block-diagonal projections with blocks of this size, as in
             the xLSTM paper; this keeps the layer's parameter count close to the reference models.
         conv_kernel: width of the causal depthwise convolution in front of q and k (1 disables it).
-        chunk_size: chunk length of the chunkwise mLSTM kernel.
+        ffn_factor: the gated feed-forward of the s, a and t blocks has width `ffn_factor * d_model`,
+            rounded up to a multiple of 64 (xLSTM paper: 4/3 for sLSTM blocks).
+        chunk_size: chunk length of the chunkwise mLSTM and linear-attention kernels.
         backend: kernel backend, "auto" | "torch" | "triton" | "reference".
         tie_embeddings: share the input embedding with the output projection.
         dropout: dropout on each block's output.
@@ -38,6 +39,7 @@ class ModelConfig:
     n_layers: int = 4
     pattern: str = "m"
     num_heads: int = 4
+    ffn_factor: float = 4 / 3
     proj_factor: float = 2.0
     qkv_block_size: int = 4
     conv_kernel: int = 4
@@ -51,6 +53,8 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if self.ffn_factor <= 0:
+            raise ConfigError(f"model.ffn_factor must be positive, got {self.ffn_factor}")
         if self.proj_factor <= 0:
             raise ConfigError(f"model.proj_factor must be positive, got {self.proj_factor}")
         if not 0.0 <= self.dropout < 1.0:
@@ -59,7 +63,19 @@ class ModelConfig:
             raise ConfigError(
                 f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
             )
-        self.block_types()  # validates the pattern early, before any weights exist
+        # block_types() validates the pattern here, before any weights exist.
+        if set(self.block_types()) - {"m"} and self.d_model % (2 * self.num_heads):
+            # s, a and t split d_model itself into heads, and RoPE rotates pairs of head channels.
+            raise ConfigError(
+                f"model.d_model ({self.d_model}) must be a multiple of 2 * model.num_heads "
+                f"({2 * self.num_heads}) for block types s, a and t"
+            )
+
+    @property
+    def ffn_dim(self) -> int:
+        """Width of the gated feed-forward: `ffn_factor * d_model`, rounded up to a multiple of 64."""
+        raw = int(round(self.ffn_factor * self.d_model))
+        return -(-raw // 64) * 64
 
     @property
     def inner_dim(self) -> int:
