@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from biolm.kernels.varlen import segment_offsets
 from biolm.models.blocks import BLOCK_CLASSES
 from biolm.models.config import ModelConfig
 
@@ -22,11 +23,12 @@ class LMOutput:
         logits: [B, S, vocab_size] next-token logits.
         hidden: [B, S, d_model] final (normalised) hidden states, the embedding of each position.
         state: per-block recurrent state after the last position; pass it to continue the sequence.
+            None for packed input (`cu_seqlens`), whose documents are complete.
     """
 
     logits: torch.Tensor
     hidden: torch.Tensor
-    state: ModelState
+    state: ModelState | None
 
 
 class BioLM(nn.Module):
@@ -55,15 +57,36 @@ class BioLM(nn.Module):
         dtype = self.embedding.weight.dtype
         return [block.init_state(batch_size, torch.device(device), dtype) for block in self.blocks]
 
-    def forward(self, ids: torch.Tensor, state: ModelState | None = None) -> LMOutput:
-        """Args: ids [B, S] int64; state from a previous call (or None to start fresh)."""
+    def forward(
+        self, ids: torch.Tensor, state: ModelState | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> LMOutput:
+        """Run the model over a batch of token ids.
+
+        Args:
+            ids: [B, S] int64.
+            state: from a previous call, or None to start fresh.
+            cu_seqlens: optional [N + 1] int cumulative offsets of N documents packed back to back into
+                one row (B = 1). Every document runs as if alone: recurrent states reset, convolutions
+                and attention never reach across a boundary, RoPE positions restart at 0. Not allowed
+                together with `state`; the returned state is then None.
+
+        Returns:
+            `LMOutput` with logits [B, S, vocab_size] and hidden [B, S, d_model].
+
+        Raises:
+            ValueError: both `state` and `cu_seqlens`, B != 1 or invalid offsets with `cu_seqlens`.
+        """
+        if cu_seqlens is not None:
+            if state is not None:
+                raise ValueError("pass either state or cu_seqlens, not both")
+            segment_offsets(cu_seqlens, ids.shape[0], ids.shape[1])  # fail before any work
         x = self.embedding(ids)
         new_state = []
         for index, block in enumerate(self.blocks):
-            x, block_state = block(x, None if state is None else state[index])
+            x, block_state = block(x, None if state is None else state[index], cu_seqlens)
             new_state.append(block_state)
         hidden = self.final_norm(x)
-        return LMOutput(self.lm_head(hidden), hidden, new_state)
+        return LMOutput(self.lm_head(hidden), hidden, None if cu_seqlens is not None else new_state)
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:

@@ -72,12 +72,24 @@ class MLSTMLayer(nn.Module):
         return MLSTMBlockState(self.conv.init_state(batch_size, device, dtype), cell)
 
     def forward(
-        self, x: torch.Tensor, state: MLSTMBlockState | None = None
-    ) -> tuple[torch.Tensor, MLSTMBlockState]:
-        """Args: x [B, S, d]; state from a previous call or None. Returns [B, S, d] and the new state."""
+        self, x: torch.Tensor, state: MLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, MLSTMBlockState | None]:
+        """Mix positions with the causal convolution and the mLSTM.
+
+        Args:
+            x: [B, S, d].
+            state: from a previous call, or None to start fresh.
+            cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1); each document
+                starts from a fresh state. Not allowed together with `state`.
+
+        Returns:
+            [B, S, d] and the new state (None with `cu_seqlens`).
+        """
+        if cu_seqlens is not None and state is not None:
+            raise ValueError("MLSTMLayer: pass either state or cu_seqlens, not both")
         B, S, _ = x.shape
         x_m, z = self.proj_up(x).chunk(2, dim=-1)
-        x_conv, conv_state = self.conv(x_m, None if state is None else state.conv)
+        x_conv, conv_state = self.conv(x_m, None if state is None else state.conv, cu_seqlens)
         x_conv = F.silu(x_conv)
         q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x_m)
         gate_input = torch.cat([q, k, v], dim=-1)
@@ -86,7 +98,9 @@ class MLSTMLayer(nn.Module):
         split = (self.num_heads, self.head_dim)
         q, k, v = q.unflatten(-1, split), k.unflatten(-1, split), v.unflatten(-1, split)
         cell = None if state is None else state.cell
-        if S == 1 and cell is not None:
+        if cu_seqlens is not None:
+            h = mlstm(q, k, v, i, f, chunk_size=self.chunk_size, cu_seqlens=cu_seqlens, backend=self.backend)
+        elif S == 1 and cell is not None:
             h, cell = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], cell)
             h = h.unsqueeze(1)
         else:
@@ -94,7 +108,8 @@ class MLSTMLayer(nn.Module):
                 q, k, v, i, f, state=cell, chunk_size=self.chunk_size, backend=self.backend, return_state=True
             )
         out = (self.norm(h) + self.skip * x_conv) * F.silu(z)
-        return self.proj_down(out), MLSTMBlockState(conv_state, cell)
+        new_state = None if cu_seqlens is not None else MLSTMBlockState(conv_state, cell)
+        return self.proj_down(out), new_state
 
 
 class MLSTMBlock(nn.Module):
@@ -110,9 +125,10 @@ class MLSTMBlock(nn.Module):
         return self.layer.init_state(batch_size, device, dtype)
 
     def forward(
-        self, x: torch.Tensor, state: MLSTMBlockState | None = None
-    ) -> tuple[torch.Tensor, MLSTMBlockState]:
-        y, state = self.layer(self.norm(x), state)
+        self, x: torch.Tensor, state: MLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, MLSTMBlockState | None]:
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (see `MLSTMLayer.forward`)."""
+        y, state = self.layer(self.norm(x), state, cu_seqlens)
         return x + self.dropout(y), state
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from biolm.kernels.linear_attention import LinearAttentionState, linear_attention, linear_attention_step
 from biolm.kernels.slstm import SLSTMState, slstm, slstm_step
 from biolm.models.config import ModelConfig
-from biolm.models.layers import CausalConv1d, MultiHeadNorm
+from biolm.models.layers import CausalConv1d, MultiHeadNorm, segment_positions
 
 ROPE_BASE = 10000.0
 
@@ -64,9 +64,21 @@ class _ResidualBlock(nn.Module):
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype):
         return self.mixer.init_state(batch_size, device, dtype)
 
-    def forward(self, x: torch.Tensor, state=None):
-        """Args: x [B, S, d]; state from a previous call or None. Returns [B, S, d] and the new state."""
-        y, state = self.mixer(self.norm(x), state)
+    def forward(self, x: torch.Tensor, state=None, cu_seqlens: torch.Tensor | None = None):
+        """Mixer then feed-forward; only the mixer mixes positions.
+
+        Args:
+            x: [B, S, d].
+            state: from a previous call, or None to start fresh.
+            cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1); nothing crosses
+                a document boundary. Not allowed together with `state`.
+
+        Returns:
+            [B, S, d] and the new state (None with `cu_seqlens`).
+        """
+        if cu_seqlens is not None and state is not None:
+            raise ValueError(f"{type(self).__name__}: pass either state or cu_seqlens, not both")
+        y, state = self.mixer(self.norm(x), state, cu_seqlens)
         x = x + self.dropout(y)
         return x + self.dropout(self.ffn(self.ffn_norm(x))), state
 
@@ -109,10 +121,14 @@ class SLSTMLayer(nn.Module):
         return SLSTMBlockState(self.conv.init_state(batch_size, device, dtype), SLSTMState(*zeros))
 
     def forward(
-        self, x: torch.Tensor, state: SLSTMBlockState | None = None
-    ) -> tuple[torch.Tensor, SLSTMBlockState]:
-        """Args: x [B, S, d]; state or None. Returns [B, S, d] and the new state."""
-        x_conv, conv_state = self.conv(x, None if state is None else state.conv)
+        self, x: torch.Tensor, state: SLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, SLSTMBlockState | None]:
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+
+        Returns [B, S, d] and the new state (None with `cu_seqlens`)."""
+        if cu_seqlens is not None and state is not None:
+            raise ValueError("SLSTMLayer: pass either state or cu_seqlens, not both")
+        x_conv, conv_state = self.conv(x, None if state is None else state.conv, cu_seqlens)
         split = (self.num_heads, self.head_dim)
         x_conv, x_heads = F.silu(x_conv).unflatten(-1, split), x.unflatten(-1, split)
         gates_x = torch.cat(
@@ -123,6 +139,9 @@ class SLSTMLayer(nn.Module):
             dim=3,
         )  # [B, S, H, 4, D], gates (i, f, z, o)
         cell = None if state is None else state.cell
+        if cu_seqlens is not None:
+            h = slstm(gates_x, self.R, bias=self.bias, cu_seqlens=cu_seqlens, backend=self.backend)
+            return self.norm(h), None
         if x.shape[1] == 1 and cell is not None:
             h, cell = slstm_step(gates_x[:, 0], self.R, cell, bias=self.bias)
             h = h.unsqueeze(1)
@@ -170,12 +189,30 @@ class GatedLinearAttention(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, state: LinearAttentionState | None = None
-    ) -> tuple[torch.Tensor, LinearAttentionState]:
-        """Args: x [B, S, d]; state or None. Returns [B, S, d] and the new state."""
+        self,
+        x: torch.Tensor,
+        state: LinearAttentionState | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, LinearAttentionState | None]:
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+
+        Returns [B, S, d] and the new state (None with `cu_seqlens`)."""
+        if cu_seqlens is not None and state is not None:
+            raise ValueError("GatedLinearAttention: pass either state or cu_seqlens, not both")
         q, k, v = (t.unflatten(-1, (self.num_heads, self.head_dim)) for t in self.qkv(x).chunk(3, dim=-1))
         log_decay = F.logsigmoid(self.decay(x))  # [B, S, H]
-        if x.shape[1] == 1 and state is not None:
+        if cu_seqlens is not None:
+            h = linear_attention(
+                q,
+                k,
+                v,
+                log_decay=log_decay,
+                normalize=True,
+                chunk_size=self.chunk_size,
+                cu_seqlens=cu_seqlens,
+                backend=self.backend,
+            )
+        elif x.shape[1] == 1 and state is not None:
             h, state = linear_attention_step(
                 q[:, 0], k[:, 0], v[:, 0], log_decay=log_decay[:, 0], state=state, normalize=True
             )
@@ -210,11 +247,23 @@ class KVCache(NamedTuple):
     v: torch.Tensor  # [B, H, T, D]
 
 
-def apply_rope(x: torch.Tensor, offset: int) -> torch.Tensor:
-    """Rotary position embedding. Args: x [B, H, S, D] at positions offset..offset+S-1. Returns same."""
+def apply_rope(x: torch.Tensor, offset: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotary position embedding.
+
+    Args:
+        x: [B, H, S, D] at positions offset..offset+S-1.
+        offset: position of the first entry.
+        positions: optional [S] explicit positions (e.g. restarting per packed document); replaces offset.
+
+    Returns:
+        [B, H, S, D].
+    """
     half = x.shape[-1] // 2
     inv_freq = ROPE_BASE ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    pos = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float64)
+    if positions is not None:
+        pos = positions.to(device=x.device, dtype=torch.float64)
+    else:
+        pos = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float64)
     angle = pos[:, None] * inv_freq[None, :]  # [S, D/2]; float64 so long positions stay exact
     dt = _state_dtype(x.dtype)
     cos, sin = angle.cos().to(dt), angle.sin().to(dt)
@@ -238,13 +287,30 @@ class CausalSelfAttention(nn.Module):
         empty = torch.zeros(batch_size, self.num_heads, 0, self.head_dim, device=device, dtype=dtype)
         return KVCache(empty, empty.clone())
 
-    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
-        """Args: x [B, S, d]; state or None. Returns [B, S, d] and the cache extended by S positions."""
+    def forward(
+        self, x: torch.Tensor, state: KVCache | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KVCache | None]:
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+
+        Returns [B, S, d] and the cache extended by S positions (None with `cu_seqlens`)."""
+        if cu_seqlens is not None and state is not None:
+            raise ValueError("CausalSelfAttention: pass either state or cu_seqlens, not both")
         B, S, _ = x.shape
         q, k, v = (
             t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
             for t in self.qkv(x).chunk(3, dim=-1)
         )  # each [B, H, S, D]
+        if cu_seqlens is not None:
+            doc, pos = segment_positions(cu_seqlens, B, S)
+            doc, pos = doc.to(x.device), pos.to(x.device)
+            q, k = apply_rope(q, 0, pos), apply_rope(k, 0, pos)
+            # Block-diagonal causal: a query sees earlier keys of its own document only.
+            same_doc = doc[None, :] == doc[:, None]
+            mask = same_doc & (
+                torch.arange(S, device=x.device)[None, :] <= torch.arange(S, device=x.device)[:, None]
+            )
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.out(h.transpose(1, 2).flatten(-2)), None
         offset = 0 if state is None else state.k.shape[2]
         q, k = apply_rope(q, offset), apply_rope(k, offset)
         if state is not None:

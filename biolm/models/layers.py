@@ -6,6 +6,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biolm.kernels.varlen import segment_offsets
+
+
+def segment_positions(cu_seqlens: torch.Tensor, batch: int, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each position of a packed row lies: its document and its index within that document.
+
+    Args:
+        cu_seqlens: [N + 1] cumulative offsets of the documents packed into one row.
+        batch, seq: B (must be 1) and S of the packed input.
+
+    Returns:
+        doc [S] int64, the document index of each position, and pos [S] int64, the position within it.
+
+    Raises:
+        ValueError: batch size not 1 or invalid offsets.
+    """
+    offsets = segment_offsets(cu_seqlens, batch, seq)
+    lengths = torch.tensor([b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    pos = torch.arange(seq) - torch.tensor(offsets[:-1])[doc]
+    return doc.to(cu_seqlens.device), pos.to(cu_seqlens.device)
+
 
 class CausalConv1d(nn.Module):
     """Depthwise causal convolution over time with a carried state.
@@ -26,15 +48,43 @@ class CausalConv1d(nn.Module):
         return torch.zeros(batch_size, self.kernel_size - 1, self.channels, device=device, dtype=dtype)
 
     def forward(
-        self, x: torch.Tensor, state: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: x [B, S, C], state [B, K-1, C] or None. Returns y [B, S, C] and the new state."""
+        self, x: torch.Tensor, state: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Causal convolution of x, continuing from `state`.
+
+        Args:
+            x: [B, S, C].
+            state: [B, K-1, C] or None (zeros).
+            cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1, state None);
+                no tap reaches back past the start of its document.
+
+        Returns:
+            y [B, S, C] and the new state [B, K-1, C] (None with `cu_seqlens`).
+        """
+        if cu_seqlens is not None:
+            return self._forward_packed(x, state, cu_seqlens), None
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
         padded = torch.cat([state.to(x.dtype), x], dim=1)
         y = F.conv1d(padded.transpose(1, 2), self.weight, self.bias, groups=self.channels).transpose(1, 2)
         new_state = padded[:, padded.shape[1] - (self.kernel_size - 1) :]
         return y, new_state
+
+    def _forward_packed(
+        self, x: torch.Tensor, state: torch.Tensor | None, cu_seqlens: torch.Tensor
+    ) -> torch.Tensor:
+        if state is not None:
+            raise ValueError("CausalConv1d: pass either state or cu_seqlens, not both")
+        _, pos = segment_positions(cu_seqlens, x.shape[0], x.shape[1])
+        pos = pos.to(x.device)
+        y = self.bias.to(x.dtype).expand_as(x)
+        for lag in range(self.kernel_size):
+            # Tap `lag` reads x[t - lag]; it must stay zero (as the zero state would be) when that input
+            # belongs to an earlier document.
+            shifted = F.pad(x, (0, 0, lag, 0))[:, : x.shape[1]]
+            keep = (pos >= lag).to(x.dtype)[None, :, None]
+            y = y + shifted * keep * self.weight[:, 0, self.kernel_size - 1 - lag]
+        return y
 
 
 class BlockDiagonalLinear(nn.Module):
