@@ -1,4 +1,5 @@
-"""The s (sLSTM), a (gated linear attention) and t (softmax attention) blocks inside `BioLM`."""
+"""Every block type (m mLSTM, s sLSTM, a gated linear attention, t softmax attention) inside `BioLM`:
+state passing, step decoding, causality, gradients and save/load, for each pattern."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
 from biolm.models.io import load, save
 from biolm.tokenizers import DNATokenizer
 
-PATTERNS = ["s", "a", "t", "msat"]
+PATTERNS = ["m", "s", "a", "t", "msat"]
 
 
 def tiny(pattern: str) -> ModelConfig:
