@@ -135,13 +135,22 @@ class GenomeSource:
         return total, count
 
 
-def window_example(source: GenomeSource, window: Region, seq_len: int) -> dict[str, torch.Tensor]:
+def window_example(
+    source: GenomeSource, window: Region, seq_len: int, reverse_complement: bool = False
+) -> dict[str, torch.Tensor]:
     """Inputs `<bos> b1 .. b(L-1)` and labels `b1 .. bL` for one window, padded to `seq_len`.
 
     Labels of padding and of unknown bases (N) are IGNORE_INDEX: an N says nothing about the genome.
+    With `reverse_complement`, b1 .. bL is the reverse complement of the window (the other strand read
+    5' to 3'), so inputs and labels stay one shifted sequence.
+
+    Returns:
+        `input_ids` [seq_len] and `labels` [seq_len], int64.
     """
     tok = source.tokenizer
     ids = source.read(window.record, window.start, window.end)
+    if reverse_complement:
+        ids = tok.reverse_complement(ids)
     input_ids = np.full(seq_len, tok.pad_id, dtype=np.int64)
     labels = np.full(seq_len, IGNORE_INDEX, dtype=np.int64)
     input_ids[0] = tok.bos_id
@@ -155,10 +164,18 @@ class TrainWindows(Dataset):
 
     Window i of epoch e depends only on (seed, e, i), so runs are reproducible and every data-parallel
     rank can draw its own share without coordination.
+
+    Args:
+        rc_augment: read each window from the reverse strand with probability 0.5 (a genome is
+            double-stranded, so both readings are real sequence). The coin of window i in epoch e is
+            its own stream seeded by (seed, e, i), so turning augmentation on moves no window.
     """
 
-    def __init__(self, source: GenomeSource, seq_len: int, num_windows: int, seed: int) -> None:
+    def __init__(
+        self, source: GenomeSource, seq_len: int, num_windows: int, seed: int, rc_augment: bool = False
+    ) -> None:
         self.source, self.seq_len, self.num_windows, self.seed = source, seq_len, num_windows, seed
+        self.rc_augment = rc_augment
         self.epoch = 0
         lengths = np.array([len(r) for r in source.train_regions], dtype=np.float64)
         self._cumulative = np.cumsum(lengths / lengths.sum())
@@ -174,8 +191,15 @@ class TrainWindows(Dataset):
         start = int(rng.integers(region.start, last_start + 1))
         return Region(region.record, start, min(start + self.seq_len, region.end))
 
+    def flipped(self, index: int) -> bool:
+        """Whether window `index` of this epoch is read as its reverse complement."""
+        if not self.rc_augment:
+            return False
+        # A stream apart from window(): the trailing 1 keys it, so the window draw is unchanged.
+        return bool(np.random.default_rng([self.seed, self.epoch, index, 1]).random() < 0.5)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return window_example(self.source, self.window(index), self.seq_len)
+        return window_example(self.source, self.window(index), self.seq_len, self.flipped(index))
 
 
 class ValWindows(Dataset):
