@@ -11,6 +11,7 @@ from torch import nn
 from biolm.kernels.varlen import segment_offsets
 from biolm.models.blocks import BLOCK_CLASSES
 from biolm.models.config import ModelConfig
+from biolm.models.rc import rc_equivariant_forward
 
 ModelState = list[Any]  # one state object per block
 
@@ -21,7 +22,8 @@ class LMOutput:
 
     Attributes:
         logits: [B, S, vocab_size] next-token logits.
-        hidden: [B, S, d_model] final (normalised) hidden states, the embedding of each position.
+        hidden: [B, S, d_model] final (normalised) hidden states, the embedding of each position. For an
+            RC-equivariant model: the forward strand's half, then the reverse-complement strand's.
         state: per-block recurrent state after the last position; pass it to continue the sequence.
             None for packed input (`cu_seqlens`), whose documents are complete.
     """
@@ -32,66 +34,142 @@ class LMOutput:
 
 
 class BioLM(nn.Module):
-    """Causal language model over token ids, built from a `ModelConfig`.
+    """Language model over token ids, built from a `ModelConfig`.
 
-    Every block is recurrent, so a long input can be fed in pieces: `forward(ids[:, :n])` then
-    `forward(ids[:, n:], state=out.state)` gives the same outputs as one call, with memory bounded by
-    the piece length.
+    Causal by default. Every block is recurrent, so a long input can be fed in pieces:
+    `forward(ids[:, :n])` then `forward(ids[:, n:], state=out.state)` gives the same outputs as one
+    call, with memory bounded by the piece length.
+
+    With `config.bidirectional` each block also runs over the flipped sequence
+    (`biolm.models.bidirectional`); with `config.rc_equivariant` the two halves of the residual stream
+    carry the sequence and its reverse complement through shared weights (`biolm.models.rc`). Both read
+    the sequence from its end, so such models have no state to continue a sequence: `state`,
+    `init_state` and `step` raise.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        # Blocks, embedding, norm and head work at half width in RC mode, one half per strand.
+        block_config = config.block_config()
+        width = block_config.d_model
+        self.embedding = nn.Embedding(config.vocab_size, width)
         self.blocks = nn.ModuleList(
-            BLOCK_CLASSES[letter](config, index) for index, letter in enumerate(config.block_types())
+            BLOCK_CLASSES[letter](block_config, index) for index, letter in enumerate(config.block_types())
         )
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        nn.init.normal_(self.embedding.weight, std=(2 / (5 * config.d_model)) ** 0.5)
+        self.final_norm = nn.LayerNorm(width, eps=config.norm_eps, bias=False)
+        self.lm_head = nn.Linear(width, config.vocab_size, bias=False)
+        nn.init.normal_(self.embedding.weight, std=(2 / (5 * width)) ** 0.5)
         if config.tie_embeddings:
             self.lm_head.weight = self.embedding.weight
+        if config.rc_equivariant:
+            # Not persistent: it is part of the config, and the weight files stay the same layout.
+            self.register_buffer("complement", torch.tensor(config.complement), persistent=False)
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> ModelState:
         """The state before the first token: zeros for every block."""
+        self._require_causal("init_state")
         dtype = self.embedding.weight.dtype
         return [block.init_state(batch_size, torch.device(device), dtype) for block in self.blocks]
 
     def forward(
-        self, ids: torch.Tensor, state: ModelState | None = None, cu_seqlens: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        state: ModelState | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> LMOutput:
         """Run the model over a batch of token ids.
 
         Args:
             ids: [B, S] int64.
-            state: from a previous call, or None to start fresh.
+            state: from a previous call, or None to start fresh (causal models only).
             cu_seqlens: optional [N + 1] int cumulative offsets of N documents packed back to back into
                 one row (B = 1). Every document runs as if alone: recurrent states reset, convolutions
                 and attention never reach across a boundary, RoPE positions restart at 0. Not allowed
                 together with `state`; the returned state is then None.
+            position_ids: optional [B, S] int RoPE positions, e.g. restarting at 0 for each member of an
+                in-context family packed into one row. Unlike `cu_seqlens`, information still flows
+                across members; only the attention (`t`) blocks use positions. None means 0, 1, 2, ...
+                (continuing from the state, or restarting per document with `cu_seqlens`).
 
         Returns:
-            `LMOutput` with logits [B, S, vocab_size] and hidden [B, S, d_model].
+            `LMOutput` with logits [B, S, vocab_size] and hidden [B, S, d_model]; state None for packed
+            input and for bidirectional or RC-equivariant models.
 
         Raises:
-            ValueError: both `state` and `cu_seqlens`, B != 1 or invalid offsets with `cu_seqlens`.
+            ValueError: both `state` and `cu_seqlens`, B != 1 or invalid offsets with `cu_seqlens`,
+                `position_ids` not of the shape of `ids`, or a state for a bidirectional/RC model.
         """
+        if state is not None:
+            self._require_causal("a state")
         if cu_seqlens is not None:
             if state is not None:
                 raise ValueError("pass either state or cu_seqlens, not both")
             segment_offsets(cu_seqlens, ids.shape[0], ids.shape[1])  # fail before any work
-        x = self.embedding(ids)
+        if position_ids is not None and (
+            position_ids.shape != ids.shape or position_ids.is_floating_point() or position_ids.is_complex()
+        ):
+            raise ValueError(
+                f"position_ids must be integers of the shape of ids {tuple(ids.shape)}, "
+                f"got {position_ids.dtype} {tuple(position_ids.shape)}"
+            )
+        if self.config.rc_equivariant:
+            logits, hidden = rc_equivariant_forward(
+                self._trunk, self.lm_head, ids, self.complement, cu_seqlens, position_ids
+            )
+            return LMOutput(logits, hidden, None)
+        x, new_state = self._run_blocks(self.embedding(ids), state, cu_seqlens, position_ids)
+        hidden = self.final_norm(x)
+        keep_state = cu_seqlens is None and not self.config.stateless
+        return LMOutput(self.lm_head(hidden), hidden, new_state if keep_state else None)
+
+    def _run_blocks(
+        self,
+        x: torch.Tensor,
+        state: ModelState | None,
+        cu_seqlens: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ModelState]:
         new_state = []
         for index, block in enumerate(self.blocks):
-            x, block_state = block(x, None if state is None else state[index], cu_seqlens)
+            x, block_state = block(x, None if state is None else state[index], cu_seqlens, position_ids)
             new_state.append(block_state)
-        hidden = self.final_norm(x)
-        return LMOutput(self.lm_head(hidden), hidden, None if cu_seqlens is not None else new_state)
+        return x, new_state
+
+    def _trunk(
+        self, ids: torch.Tensor, cu_seqlens: torch.Tensor | None, position_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Embedding, blocks and final norm without state: [B, S] ids -> [B, S, width] hidden."""
+        x, _ = self._run_blocks(self.embedding(ids), None, cu_seqlens, position_ids)
+        return self.final_norm(x)
+
+    def _require_causal(self, what: str) -> None:
+        if self.config.stateless:
+            mode = "bidirectional" if self.config.bidirectional else "RC-equivariant"
+            raise ValueError(
+                f"a {mode} model has no recurrent state ({what} was requested): it reads each sequence "
+                "from both ends, so pass whole sequences (or packed documents with cu_seqlens)"
+            )
 
     @torch.no_grad()
-    def step(self, ids: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
-        """Advance by one token per row. Args: ids [B]. Returns logits [B, vocab] and the new state."""
-        out = self.forward(ids[:, None], state)
+    def step(
+        self, ids: torch.Tensor, state: ModelState, position_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ModelState]:
+        """Advance a causal model by one token per row.
+
+        Args:
+            ids: [B] int.
+            state: from `init_state` or a previous call.
+            position_ids: optional [B] RoPE position of each row's token (in-context generation).
+
+        Returns:
+            logits [B, vocab] and the new state.
+        """
+        self._require_causal("step")
+        out = self.forward(
+            ids[:, None], state, position_ids=None if position_ids is None else position_ids[:, None]
+        )
         return out.logits[:, 0], out.state
 
     def num_parameters(self) -> int:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
+from biolm.models.bidirectional import run_mixer
 from biolm.models.config import ModelConfig
 from biolm.models.layers import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm
 
@@ -72,7 +73,11 @@ class MLSTMLayer(nn.Module):
         return MLSTMBlockState(self.conv.init_state(batch_size, device, dtype), cell)
 
     def forward(
-        self, x: torch.Tensor, state: MLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        state: MLSTMBlockState | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, MLSTMBlockState | None]:
         """Mix positions with the causal convolution and the mLSTM.
 
@@ -81,6 +86,7 @@ class MLSTMLayer(nn.Module):
             state: from a previous call, or None to start fresh.
             cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1); each document
                 starts from a fresh state. Not allowed together with `state`.
+            position_ids: [B, S] or None; unused, the recurrence itself orders positions.
 
         Returns:
             [B, S, d] and the new state (None with `cu_seqlens`).
@@ -120,15 +126,22 @@ class MLSTMBlock(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
         self.layer = MLSTMLayer(config, layer_index)
         self.dropout = nn.Dropout(config.dropout)
+        self.bidirectional = config.bidirectional
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> MLSTMBlockState:
         return self.layer.init_state(batch_size, device, dtype)
 
     def forward(
-        self, x: torch.Tensor, state: MLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        state: MLSTMBlockState | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, MLSTMBlockState | None]:
-        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (see `MLSTMLayer.forward`)."""
-        y, state = self.layer(self.norm(x), state, cu_seqlens)
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None; position_ids [B, S] or None
+        (see `MLSTMLayer.forward`). With `config.bidirectional` the layer also runs over the flipped
+        sequence (`biolm.models.bidirectional`) and the state is None."""
+        y, state = run_mixer(self.layer, self.norm(x), state, cu_seqlens, position_ids, self.bidirectional)
         return x + self.dropout(y), state
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from biolm.kernels.linear_attention import LinearAttentionState, linear_attention, linear_attention_step
 from biolm.kernels.slstm import SLSTMState, slstm, slstm_step
+from biolm.models.bidirectional import run_mixer
 from biolm.models.config import ModelConfig
 from biolm.models.layers import CausalConv1d, MultiHeadNorm, segment_positions
 
@@ -60,11 +61,18 @@ class _ResidualBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
         self.ffn = GatedFeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
+        self.bidirectional = config.bidirectional
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype):
         return self.mixer.init_state(batch_size, device, dtype)
 
-    def forward(self, x: torch.Tensor, state=None, cu_seqlens: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        state=None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ):
         """Mixer then feed-forward; only the mixer mixes positions.
 
         Args:
@@ -72,13 +80,15 @@ class _ResidualBlock(nn.Module):
             state: from a previous call, or None to start fresh.
             cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1); nothing crosses
                 a document boundary. Not allowed together with `state`.
+            position_ids: optional [B, S] int positions; only the attention mixer (RoPE) uses them.
 
         Returns:
-            [B, S, d] and the new state (None with `cu_seqlens`).
+            [B, S, d] and the new state (None with `cu_seqlens`, and with `config.bidirectional`, where
+            the mixer also runs over the flipped sequence; see `biolm.models.bidirectional`).
         """
         if cu_seqlens is not None and state is not None:
             raise ValueError(f"{type(self).__name__}: pass either state or cu_seqlens, not both")
-        y, state = self.mixer(self.norm(x), state, cu_seqlens)
+        y, state = run_mixer(self.mixer, self.norm(x), state, cu_seqlens, position_ids, self.bidirectional)
         x = x + self.dropout(y)
         return x + self.dropout(self.ffn(self.ffn_norm(x))), state
 
@@ -121,9 +131,14 @@ class SLSTMLayer(nn.Module):
         return SLSTMBlockState(self.conv.init_state(batch_size, device, dtype), SLSTMState(*zeros))
 
     def forward(
-        self, x: torch.Tensor, state: SLSTMBlockState | None = None, cu_seqlens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        state: SLSTMBlockState | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, SLSTMBlockState | None]:
-        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1);
+        position_ids: unused (the recurrence orders positions).
 
         Returns [B, S, d] and the new state (None with `cu_seqlens`)."""
         if cu_seqlens is not None and state is not None:
@@ -193,8 +208,10 @@ class GatedLinearAttention(nn.Module):
         x: torch.Tensor,
         state: LinearAttentionState | None = None,
         cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LinearAttentionState | None]:
-        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1);
+        position_ids: unused (the decay orders positions).
 
         Returns [B, S, d] and the new state (None with `cu_seqlens`)."""
         if cu_seqlens is not None and state is not None:
@@ -253,7 +270,8 @@ def apply_rope(x: torch.Tensor, offset: int, positions: torch.Tensor | None = No
     Args:
         x: [B, H, S, D] at positions offset..offset+S-1.
         offset: position of the first entry.
-        positions: optional [S] explicit positions (e.g. restarting per packed document); replaces offset.
+        positions: optional explicit positions, [S] or per row [B, S] (e.g. restarting per packed
+            document or per member of an in-context family); replaces offset.
 
     Returns:
         [B, H, S, D].
@@ -264,7 +282,9 @@ def apply_rope(x: torch.Tensor, offset: int, positions: torch.Tensor | None = No
         pos = positions.to(device=x.device, dtype=torch.float64)
     else:
         pos = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float64)
-    angle = pos[:, None] * inv_freq[None, :]  # [S, D/2]; float64 so long positions stay exact
+    angle = pos[..., None] * inv_freq  # [S, D/2] or [B, S, D/2]; float64 so long positions stay exact
+    if angle.dim() == 3:
+        angle = angle[:, None]  # broadcast over heads
     dt = _state_dtype(x.dtype)
     cos, sin = angle.cos().to(dt), angle.sin().to(dt)
     x1, x2 = x.to(dt).chunk(2, dim=-1)
@@ -288,9 +308,17 @@ class CausalSelfAttention(nn.Module):
         return KVCache(empty, empty.clone())
 
     def forward(
-        self, x: torch.Tensor, state: KVCache | None = None, cu_seqlens: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        state: KVCache | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
-        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1).
+        """Args: x [B, S, d]; state or None; cu_seqlens [N + 1] or None (packed documents, B = 1);
+        position_ids [B, S] int or None: the RoPE position of each token, e.g. restarting for each member
+        of a packed family while attention still spans all members. None numbers tokens from the cache
+        length (or from each document's start with `cu_seqlens`). Cached keys keep the positions they
+        were rotated with, so state passing works with explicit positions too.
 
         Returns [B, S, d] and the cache extended by S positions (None with `cu_seqlens`)."""
         if cu_seqlens is not None and state is not None:
@@ -303,6 +331,8 @@ class CausalSelfAttention(nn.Module):
         if cu_seqlens is not None:
             doc, pos = segment_positions(cu_seqlens, B, S)
             doc, pos = doc.to(x.device), pos.to(x.device)
+            if position_ids is not None:
+                pos = position_ids
             q, k = apply_rope(q, 0, pos), apply_rope(k, 0, pos)
             # Block-diagonal causal: a query sees earlier keys of its own document only.
             same_doc = doc[None, :] == doc[:, None]
@@ -312,7 +342,7 @@ class CausalSelfAttention(nn.Module):
             h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             return self.out(h.transpose(1, 2).flatten(-2)), None
         offset = 0 if state is None else state.k.shape[2]
-        q, k = apply_rope(q, offset), apply_rope(k, offset)
+        q, k = apply_rope(q, offset, position_ids), apply_rope(k, offset, position_ids)
         if state is not None:
             k = torch.cat([state.k.to(k.dtype), k], dim=2)
             v = torch.cat([state.v.to(v.dtype), v], dim=2)

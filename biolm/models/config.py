@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from biolm.errors import ConfigError
@@ -9,6 +10,8 @@ from biolm.errors import ConfigError
 # Block types that exist today; the letters follow DESIGN.md.
 AVAILABLE_BLOCKS = {"m": "mLSTM", "s": "sLSTM", "a": "gated linear attention", "t": "softmax attention"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
+# Complement of each id of the DNA tokenizer: specials 0-5 and N (10) map to themselves, A C G T = 6..9.
+DNA_COMPLEMENT = [0, 1, 2, 3, 4, 5, 9, 8, 7, 6, 10]
 
 
 @dataclass
@@ -32,6 +35,19 @@ class ModelConfig:
         tie_embeddings: share the input embedding with the output projection.
         dropout: dropout on each block's output.
         norm_eps: epsilon of every normalisation layer.
+        bidirectional: every block mixes positions with a forward pass and a pass over the flipped
+            sequence (same weights), summed; each position sees the whole sequence, in linear time.
+            For masked-language modelling; such a model has no recurrent state across calls.
+        rc_equivariant: reverse-complement equivariance by parameter sharing (Caduceus RCPS): the
+            residual stream's two halves (each `d_model / 2` wide) run the same blocks over the
+            sequence and over its reverse complement, so `model(RC(ids))` is `RC(model(ids))`. The
+            reverse-complement half reads the sequence from the other end, i.e. it sees the future:
+            train it with the masked objective (usually with `bidirectional`), never as a causal LM.
+            Needs `complement`; has no recurrent state across calls.
+        complement: the token id of each id's complement, a permutation of `range(vocab_size)` that is
+            its own inverse (specials map to themselves). For the DNA tokenizer it is
+            `DNATokenizer().complement_table.tolist()`, i.e. `DNA_COMPLEMENT`. Used by
+            `rc_equivariant` and, when set, as the default of `biolm.models.rc.conjoin`.
     """
 
     vocab_size: int = 11
@@ -48,6 +64,9 @@ class ModelConfig:
     tie_embeddings: bool = True
     dropout: float = 0.0
     norm_eps: float = 1e-5
+    bidirectional: bool = False
+    rc_equivariant: bool = False
+    complement: list[int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel"):
@@ -70,6 +89,46 @@ class ModelConfig:
                 f"model.d_model ({self.d_model}) must be a multiple of 2 * model.num_heads "
                 f"({2 * self.num_heads}) for block types s, a and t"
             )
+        self._check_complement()
+
+    def _check_complement(self) -> None:
+        if self.complement is not None:
+            # OmegaConf hands over a ListConfig; a plain list keeps save/load and equality simple.
+            self.complement = [int(c) for c in self.complement]
+            comp = self.complement
+            if sorted(comp) != list(range(self.vocab_size)):
+                raise ConfigError(
+                    f"model.complement must be a permutation of 0..{self.vocab_size - 1} "
+                    f"(one entry per token id), got {comp}"
+                )
+            if any(comp[c] != i for i, c in enumerate(comp)):
+                raise ConfigError("model.complement must be its own inverse (complement of complement)")
+        if not self.rc_equivariant:
+            return
+        if self.complement is None:
+            raise ConfigError(
+                "model.rc_equivariant needs model.complement, the complement id of each token id "
+                f"(for the DNA tokenizer: {DNA_COMPLEMENT})"
+            )
+        if self.d_model % 2:
+            raise ConfigError(f"model.rc_equivariant needs an even model.d_model, got {self.d_model}")
+        if set(self.block_types()) - {"m"} and self.d_model % (4 * self.num_heads):
+            raise ConfigError(
+                f"model.d_model ({self.d_model}) must be a multiple of 4 * model.num_heads "
+                f"({4 * self.num_heads}) for block types s, a and t with model.rc_equivariant "
+                "(each strand's half is split into heads)"
+            )
+
+    @property
+    def stateless(self) -> bool:
+        """True when the model reads the sequence from both ends, so it cannot continue one."""
+        return self.bidirectional or self.rc_equivariant
+
+    def block_config(self) -> ModelConfig:
+        """The config the blocks are built from: half the width for `rc_equivariant`, else this one."""
+        if not self.rc_equivariant:
+            return self
+        return dataclasses.replace(self, d_model=self.d_model // 2, rc_equivariant=False)
 
     @property
     def ffn_dim(self) -> int:
