@@ -151,7 +151,7 @@ def conjoin(
         cu_seqlens: optional [N + 1] offsets of packed documents (B = 1).
 
     Returns:
-        [B, S, V] float32 log-probabilities.
+        [B, S, V] log-probabilities, float32 (float64 for a float64 model).
 
     Raises:
         ValueError: no complement given and none in the model's config.
@@ -160,7 +160,11 @@ def conjoin(
         complement = getattr(getattr(model, "config", None), "complement", None)
         if complement is None:
             raise ValueError("conjoin needs a complement table (pass complement= or set model.complement)")
-    fwd = F.log_softmax(model(ids, cu_seqlens=cu_seqlens).logits.float(), dim=-1)
-    rc_ids = reverse_complement(ids, complement, cu_seqlens)
-    rev = F.log_softmax(model(rc_ids, cu_seqlens=cu_seqlens).logits.float(), dim=-1)
+
+    def log_probs(x: torch.Tensor) -> torch.Tensor:
+        logits = model(x, cu_seqlens=cu_seqlens).logits
+        # Low-precision logits are upcast: the average of two log-probs should not lose digits.
+        return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+
+    fwd, rev = log_probs(ids), log_probs(reverse_complement(ids, complement, cu_seqlens))
     return F.log_softmax((fwd + reverse_complement_logits(rev, complement, cu_seqlens)) / 2, dim=-1)
