@@ -97,7 +97,9 @@ def _fasta_lines(path: Path) -> Iterator[str]:
                 if not line.strip() or line.startswith("#"):
                     continue
                 started = True
-            yield line.replace("\x00", "")
+            line = line.replace("\x00", "")
+            if line.strip():  # Biopython's parser indexes line[0]
+                yield line
 
 
 def _records(path: Path, fmt: str) -> Iterator[list[tuple[str, str]]]:
