@@ -8,6 +8,7 @@ import torch
 from biolm.errors import ConfigError
 from biolm.models import BioLM, ModelConfig
 from biolm.models.config import DNA_COMPLEMENT
+from biolm.models.io import CONFIG_FILE, load, save
 from biolm.models.rc import conjoin, reverse_complement, reverse_complement_hidden, reverse_complement_logits
 from biolm.tokenizers import DNATokenizer
 from tests.models.helpers import PATTERNS, cu_seqlens, make_model
@@ -137,3 +138,26 @@ def test_conjoin_packed_and_complement_argument():
     conjoined = conjoin(model, ids, DNA_COMPLEMENT, cu_seqlens=offsets)
     first = conjoin(model, ids[:, : lengths[0]], DNA_COMPLEMENT)
     torch.testing.assert_close(conjoined[:, : lengths[0]], first)
+
+
+def test_save_load_round_trips_new_fields(tmp_path):
+    model = make_model("mt", dtype=torch.float32, bidirectional=True, **RC)
+    save(model, DNATokenizer(), tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert loaded.config == model.config
+    assert (loaded.config.bidirectional, loaded.config.rc_equivariant) == (True, True)
+    assert loaded.config.complement == DNA_COMPLEMENT
+    ids = torch.randint(6, 11, (2, 9))
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+def test_config_written_before_the_new_fields_still_loads(tmp_path):
+    save(make_model("m", dtype=torch.float32), DNATokenizer(), tmp_path / "m")
+    path = tmp_path / "m" / CONFIG_FILE
+    lines = path.read_text().splitlines()
+    new = ("bidirectional:", "rc_equivariant:", "complement:")
+    old = [line for line in lines if not line.strip().startswith(new)]
+    assert len(old) == len(lines) - 3
+    path.write_text("\n".join(old) + "\n")
+    config = load(tmp_path / "m").config
+    assert (config.bidirectional, config.rc_equivariant, config.complement) == (False, False, None)
