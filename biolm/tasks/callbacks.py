@@ -6,9 +6,14 @@ import time
 
 import lightning as L
 
+from biolm.tokenizers.base import PAD_ID
+
 
 class Throughput(L.Callback):
-    """Training tokens per second, timing only training batches (not validation or checkpoints)."""
+    """Training tokens per second, timing only training batches (not validation or checkpoints).
+
+    Padding is not counted: batches of proteins of different lengths carry many <pad> tokens.
+    """
 
     def __init__(self) -> None:
         self.tokens = 0
@@ -20,7 +25,7 @@ class Throughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seconds += time.perf_counter() - self._start
-        self.tokens += batch["input_ids"].numel() * trainer.world_size
+        self.tokens += int((batch["input_ids"] != PAD_ID).sum()) * trainer.world_size
 
     @property
     def tokens_per_second(self) -> float:

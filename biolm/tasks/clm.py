@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import logging
 import math
 
 import lightning as L
@@ -13,6 +15,7 @@ from biolm.configs.schema import OptimConfig
 from biolm.models import BioLM, ModelConfig
 
 IGNORE_INDEX = -100
+log = logging.getLogger(__name__)
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -25,7 +28,8 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class CausalLMTask(L.LightningModule):
     """Next-token prediction with AdamW, warm-up and cosine decay.
 
-    Batches are dicts with `input_ids` [B, S] and `labels` [B, S] (IGNORE_INDEX where no loss).
+    Batches are dicts with `input_ids` [B, S] and `labels` [B, S] (IGNORE_INDEX where no loss), and
+    optionally `position_ids` [B, S] (positions restarting per packed member), passed to the model.
     Validation accumulates the summed NLL and the number of targets, so `val_loss` is the exact mean
     per token over the whole validation set (not a mean of batch means), across all devices.
     """
@@ -38,12 +42,23 @@ class CausalLMTask(L.LightningModule):
         self.max_steps = max_steps
         self._val_nll = torch.zeros((), dtype=torch.float64)
         self._val_count = torch.zeros((), dtype=torch.float64)
+        self.val_targets = 0  # targets of the last validation, over all devices
+        self._takes_positions = "position_ids" in inspect.signature(self.model.forward).parameters
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids).logits
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, S, vocab] for `input_ids` [B, S] (and `position_ids` [B, S] when given)."""
+        if position_ids is None:
+            return self.model(input_ids).logits
+        if not self._takes_positions:
+            # Only RoPE blocks use positions; a model without the argument cannot honour them.
+            if not getattr(self, "_warned_positions", False):
+                log.warning("this BioLM takes no position_ids; packed members get running positions")
+                self._warned_positions = True
+            return self.model(input_ids).logits
+        return self.model(input_ids, position_ids=position_ids).logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["input_ids"])
+        logits = self(batch["input_ids"], batch.get("position_ids"))
         count = (batch["labels"] != IGNORE_INDEX).sum().clamp(min=1)
         loss = token_nll(logits, batch["labels"]) / count
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
@@ -54,7 +69,7 @@ class CausalLMTask(L.LightningModule):
         self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["input_ids"])
+        logits = self(batch["input_ids"], batch.get("position_ids"))
         self._val_nll += token_nll(logits, batch["labels"]).double()
         self._val_count += (batch["labels"] != IGNORE_INDEX).sum().double()
 
@@ -62,6 +77,7 @@ class CausalLMTask(L.LightningModule):
         nll = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
         count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
         loss = (nll / count.clamp(min=1)).float()
+        self.val_targets = int(count.item())
         self.log("val_loss", loss, prog_bar=True, sync_dist=False)
         self.log("val_ppl", torch.exp(loss), sync_dist=False)
 
