@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DOMAINS = ("dna",)
+# Kept literal (not imported from biolm.tasks.domains) so that `biolm --help` does not import torch.
+DOMAINS = ("dna", "protein", "chem")
 
 DESCRIPTION = """\
 Train a language model. With no other argument, `biolm train dna` trains a small mLSTM model on the
 built-in C. diphtheriae genome (about ten minutes on a laptop CPU) and writes runs/dna/: the
 resolved config, metrics.csv, checkpoints and the exported model (runs/dna/model).
+`biolm train protein` does the same on a built-in bacterial proteome (runs/protein/), and
+`biolm train chem` on SMILES (runs/chem/).
 
 Any config key can be overridden as key=value, e.g.
   biolm train dna data.path=my_genome.fa trainer.max_steps=5000 model.d_model=256
   biolm train dna --config my.yaml name=exp1
+  biolm train protein data.path=families/ data.packing=sets data.loss_after_members=1
+  biolm train protein task.objective=fim task.fim_max_spans=3
 Continue a stopped run (extra overrides apply on top of its saved config):
   biolm train dna --resume runs/dna
 """
@@ -40,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from biolm.configs import load_config, packaged_config
     from biolm.errors import InputError
-    from biolm.tasks.runner import format_summary, is_rank_zero, train_dna
+    from biolm.tasks.runner import format_summary, is_rank_zero, train
 
     if args.resume is not None:
         if args.config is not None:
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(config_path).is_file():
             raise InputError(f"{config_path}: config file not found")
     config = load_config(config_path, args.overrides)
-    summary = train_dna(config, resume_dir=args.resume, progress=not args.no_progress)
+    summary = train(config, args.domain, resume_dir=args.resume, progress=not args.no_progress)
     if is_rank_zero():
         print(format_summary(summary))
     return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from biolm.errors import ConfigError
 from biolm.models.config import ModelConfig
+
+PACKING_MODES = ("none", "sets")
 
 
 @dataclass
@@ -13,14 +16,26 @@ class DataConfig:
     """Where training text comes from and how it is cut.
 
     Attributes:
-        path: a FASTA file (plain or BGZF); null trains on the built-in genome.
-        seq_len: tokens per training window.
-        val_fraction: share at the end of each record held out for validation.
-        windows_per_epoch: random training windows per epoch (an epoch ends with a validation).
-        max_val_windows: cap on the validation windows (null: tile the whole validation region).
-        batch_size: windows per batch (per device).
+        path: null trains on the domain's built-in corpus. DNA: a FASTA file (plain or BGZF).
+            Protein: a FASTA, A3M or Stockholm file (gzip allowed), or a directory of family files.
+        seq_len: tokens per training window (DNA) or the most tokens of one example (protein).
+        val_fraction: DNA: share at the end of each record held out for validation; protein: share of
+            each family's proteins held out (a fixed-seed choice).
+        windows_per_epoch: random training windows (examples) per epoch; an epoch ends with a validation.
+        max_val_windows: cap on the validation windows or examples (null: DNA tiles the whole validation
+            region, proteins use every validation protein, in-context packing makes 64 packs).
+        batch_size: windows (examples) per batch (per device).
         num_workers: data-loader worker processes (0 reads in the training process).
-        unknown: "error" stops on a character outside the alphabet; "replace" reads it as N.
+        unknown: "error" stops on a character outside the alphabet; "replace" reads it as N (DNA), X
+            (protein) or <unk> (chem); chem also has "skip" (leave such molecules out, with a warning).
+        rc_augment: DNA: read each training window from the reverse strand with probability 0.5.
+        packing: "none": one sequence per example. "sets" (in-context learning): members of one set
+            (a protein family file, a molecule file) packed with <sep> up to `seq_len` tokens, with
+            `position_ids` restarting at 0 for each member.
+        loss_after_members: protein with packing=sets: no loss on the first k members of each pack
+            (they are context only).
+        smiles_column: chem: the SMILES column of a CSV/TSV file (null: auto-detect).
+        randomize_smiles: chem: train on randomized SMILES, new each epoch.
     """
 
     path: str | None = None
@@ -31,6 +46,55 @@ class DataConfig:
     batch_size: int = 16
     num_workers: int = 0
     unknown: str = "error"
+    rc_augment: bool = False
+    packing: str = "none"
+    loss_after_members: int = 0
+    smiles_column: str | None = None
+    randomize_smiles: bool = True
+
+    def __post_init__(self) -> None:
+        if self.packing not in PACKING_MODES:
+            raise ConfigError(f"data.packing must be one of {', '.join(PACKING_MODES)}; got {self.packing!r}")
+        if self.loss_after_members < 0:
+            raise ConfigError(f"data.loss_after_members must be >= 0, got {self.loss_after_members}")
+        if self.loss_after_members and self.packing != "sets":
+            raise ConfigError("data.loss_after_members needs data.packing=sets")
+
+
+OBJECTIVES = ("clm", "mlm", "fim")
+
+
+@dataclass
+class TaskConfig:
+    """The training objective.
+
+    Attributes:
+        objective: "clm" next-token prediction (every domain); "mlm" masked-token prediction
+            (needs model.bidirectional=true); "fim" multi-span fill-in-the-middle (proteins; a causal
+            LM on sequences whose spans are moved to the end behind sentinel tokens).
+        fim_rate: share of training proteins put in fill-in-the-middle form (the rest stay plain, so
+            the model also learns ordinary left-to-right generation).
+        fim_max_spans: spans per protein are 1 to this many; also the number of sentinel tokens.
+        mask_prob: "mlm": share of tokens chosen for prediction (of those: 80 % <mask>, 10 % a random
+            token, 10 % unchanged).
+    """
+
+    objective: str = "clm"
+    fim_rate: float = 0.5
+    fim_max_spans: int = 3
+    mask_prob: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"task.objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}"
+            )
+        if not 0.0 <= self.fim_rate <= 1.0:
+            raise ConfigError(f"task.fim_rate must be in [0, 1], got {self.fim_rate}")
+        if self.fim_max_spans < 1:
+            raise ConfigError(f"task.fim_max_spans must be at least 1, got {self.fim_max_spans}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ConfigError(f"task.mask_prob must be in (0, 1), got {self.mask_prob}")
 
 
 @dataclass
@@ -64,7 +128,7 @@ class TrainerConfig:
 
 @dataclass
 class BaselineConfig:
-    """The Markov model printed next to the language model's perplexity."""
+    """The Markov model printed next to the language model's perplexity (DNA only)."""
 
     markov_order: int = 3
 
@@ -83,6 +147,7 @@ class TrainConfig:
     run_root: str = "runs"
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

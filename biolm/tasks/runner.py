@@ -1,4 +1,7 @@
-"""A DNA training run from a config: run directory, Trainer, final evaluation and export.
+"""A training run from a config, for any domain: run directory, Trainer, final evaluation and export.
+
+Domains differ only in how their data is built (`biolm.tasks.domains`) and in the DNA-only Markov
+baseline; the Trainer, checkpoints, metrics and export are shared.
 
 Layout of a run directory `<run_root>/<name>/`:
     config.yaml     the resolved config (what `--resume` reads back)
@@ -19,6 +22,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
@@ -26,29 +30,31 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from biolm.configs import to_train_config
-from biolm.data.datamodule import GenomeDataModule
-from biolm.data.genome import GenomeSource
-from biolm.errors import InputError
+from biolm.configs.schema import TrainConfig
+from biolm.errors import ConfigError, InputError
 from biolm.models.io import save
 from biolm.tasks.callbacks import SetEpoch, Throughput
-from biolm.tasks.clm import CausalLMTask
-from biolm.tokenizers import DNATokenizer
+from biolm.tasks.domains import DOMAINS, build_data, count_targets
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunSummary:
+    """The final numbers of a run (also `summary.json`); the Markov fields are set for DNA only."""
+
     run_dir: str
     model_dir: str
     steps: int
     val_loss: float
     val_ppl: float
-    markov_order: int
-    markov_ppl: float
+    markov_order: int | None
+    markov_ppl: float | None
     val_targets: int
     tokens_per_second: float
     parameters: int
+    domain: str = "dna"
+    objective: str = "clm"
 
 
 def new_run_dir(run_root: str, name: str) -> Path:
@@ -102,26 +108,71 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
-def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: bool = True) -> RunSummary:
-    """Train a DNA language model as the config says; returns the final numbers.
+def check_objective(cfg: TrainConfig, domain: str) -> None:
+    """Refuse combinations that would train the wrong thing, before any work is done."""
+    objective, bidirectional = cfg.task.objective, getattr(cfg.model, "bidirectional", False)
+    if objective == "mlm" and not bidirectional:
+        raise ConfigError("task.objective=mlm needs model.bidirectional=true (masked tokens see both sides)")
+    if objective != "mlm" and bidirectional:
+        raise ConfigError(
+            f"task.objective={objective} is next-token prediction; a model.bidirectional=true model would "
+            "see the token it predicts (use task.objective=mlm)"
+        )
+    if objective == "fim" and domain != "protein":
+        raise ConfigError(f"task.objective=fim is for proteins, not {domain}")
+    if cfg.data.packing != "none" and domain == "dna":
+        raise ConfigError("data.packing=sets is for protein families and molecule sets, not DNA")
+    if cfg.data.packing != "none" and objective == "fim":
+        raise ConfigError("data.packing=sets does not combine with task.objective=fim yet")
+    if cfg.data.loss_after_members and domain != "protein":
+        raise ConfigError(f"data.loss_after_members is for protein families, not {domain}")
+    if cfg.data.rc_augment and domain != "dna":
+        raise ConfigError(f"data.rc_augment is for DNA, not {domain}")
+
+
+def build_task(cfg: TrainConfig, masking: dict | None = None) -> L.LightningModule:
+    """The LightningModule of the configured objective (fim is a causal LM on reformatted data).
+
+    Args:
+        masking: the domain's `MaskedLMTask` options (`DomainData.masking`), for objective mlm.
+    """
+    if cfg.task.objective == "mlm":
+        from biolm.tasks.mlm import MaskedLMTask
+
+        return MaskedLMTask.from_configs(
+            cfg.model,
+            cfg.optim,
+            cfg.trainer.max_steps,
+            mask_prob=cfg.task.mask_prob,
+            seed=cfg.seed,
+            **(masking or {}),
+        )
+    from biolm.tasks.clm import CausalLMTask
+
+    return CausalLMTask.from_configs(cfg.model, cfg.optim, cfg.trainer.max_steps)
+
+
+def train(
+    config: DictConfig, domain: str = "dna", *, resume_dir: Path | None = None, progress: bool = True
+) -> RunSummary:
+    """Train a language model for `domain` as the config says; returns the final numbers.
 
     Args:
         config: a config checked by `biolm.configs.load_config`.
+        domain: "dna", "protein", "chem" (or another key of `biolm.tasks.domains.DOMAINS`).
         resume_dir: continue this run from its newest checkpoint instead of starting a new one.
         progress: show progress bars.
     """
+    if domain not in DOMAINS:
+        raise ConfigError(f"unknown domain {domain!r}; available: {', '.join(DOMAINS)}")
     cfg = to_train_config(config)
-    tokenizer = DNATokenizer(unknown=cfg.data.unknown)
-    cfg.model.vocab_size = tokenizer.vocab_size
-    config.model.vocab_size = tokenizer.vocab_size
-
-    source = GenomeSource(cfg.data.path, tokenizer, cfg.data.val_fraction)
-    print(
-        f"data: {'built-in genome ' if source.builtin else ''}{source.path} "
-        f"({len(source.train_regions)} record(s); {source.train_length:,} bp training, "
-        f"{sum(len(r) for r in source.val_regions):,} bp validation)"
-    )
-    markov = source.scan(cfg.baseline.markov_order)  # also checks every base before training starts
+    check_objective(cfg, domain)
+    # Reads and checks all input before a run directory exists, so bad input leaves nothing behind.
+    data = build_data(domain, cfg)
+    cfg.model.vocab_size = data.tokenizer.vocab_size
+    config.model.vocab_size = data.tokenizer.vocab_size
+    if data.description:
+        print(data.description)
 
     if resume_dir is None:
         run_dir = new_run_dir(cfg.run_root, cfg.name)
@@ -135,9 +186,45 @@ def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: b
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
-    task = CausalLMTask.from_configs(cfg.model, cfg.optim, cfg.trainer.max_steps)
-    data = GenomeDataModule(source, cfg.data, cfg.seed)
+    task = build_task(cfg, data.masking)
     throughput = Throughput()
+    trainer = _trainer(cfg, run_dir, [throughput, SetEpoch()], progress)
+    trainer.fit(task, datamodule=data.datamodule, ckpt_path=ckpt_path)
+
+    # One more pass over the validation set with the final weights: these are the weights exported.
+    val_loss = float(trainer.validate(task, datamodule=data.datamodule, verbose=False)[0]["val_loss"])
+    targets = getattr(task, "val_targets", 0) or count_targets(data.datamodule)
+    markov: dict[str, Any] = {"markov_order": None, "markov_ppl": None}
+    # The Markov model predicts the next base: comparable with a causal LM only, not with masked tokens.
+    if data.baseline is not None and cfg.task.objective == "clm":
+        order, nll, targets = data.baseline()
+        markov = {"markov_order": order, "markov_ppl": math.exp(nll / max(targets, 1))}
+    model_dir = save(task.model, data.tokenizer, run_dir / "model")
+    merge_metrics(run_dir)
+    summary = RunSummary(
+        run_dir=str(run_dir),
+        model_dir=str(model_dir),
+        steps=trainer.global_step,
+        val_loss=val_loss,
+        val_ppl=math.exp(val_loss),
+        **markov,
+        val_targets=targets,
+        tokens_per_second=throughput.tokens_per_second,
+        parameters=task.model.num_parameters(),
+        domain=domain,
+        objective=cfg.task.objective,
+    )
+    with open(run_dir / "summary.json", "w") as handle:
+        json.dump(summary.__dict__, handle, indent=2)
+    return summary
+
+
+def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: bool = True) -> RunSummary:
+    """`train(config, "dna", ...)`, kept for callers of the DNA-only API."""
+    return train(config, "dna", resume_dir=resume_dir, progress=progress)
+
+
+def _trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, progress: bool) -> L.Trainer:
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val_loss", save_top_k=1),
@@ -148,13 +235,12 @@ def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: b
             every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
         ),
         OnExceptionCheckpoint(dirpath=ckpt_dir),
-        throughput,
-        SetEpoch(),
+        *callbacks,
     ]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     t = cfg.trainer
-    trainer = L.Trainer(
+    return L.Trainer(
         max_steps=t.max_steps,
         max_epochs=-1,
         max_time=t.max_time,
@@ -172,35 +258,21 @@ def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: b
         enable_model_summary=progress,
         default_root_dir=run_dir,
     )
-    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
-
-    # One more pass over the validation set with the final weights: these are the weights exported.
-    val_loss = float(trainer.validate(task, datamodule=data, verbose=False)[0]["val_loss"])
-    markov_nll, targets = source.markov_nll(markov, data.val_set.windows)
-    model_dir = save(task.model, tokenizer, run_dir / "model")
-    merge_metrics(run_dir)
-    summary = RunSummary(
-        run_dir=str(run_dir),
-        model_dir=str(model_dir),
-        steps=trainer.global_step,
-        val_loss=val_loss,
-        val_ppl=math.exp(val_loss),
-        markov_order=markov.order,
-        markov_ppl=math.exp(markov_nll / max(targets, 1)),
-        val_targets=targets,
-        tokens_per_second=throughput.tokens_per_second,
-        parameters=task.model.num_parameters(),
-    )
-    with open(run_dir / "summary.json", "w") as handle:
-        json.dump(summary.__dict__, handle, indent=2)
-    return summary
 
 
 def format_summary(s: RunSummary) -> str:
+    """The table printed at the end of a run; perplexity is per target token (per nucleotide for DNA)."""
+    unit = "nucleotide" if s.domain == "dna" else "token"
+    masked = " (masked tokens)" if s.objective == "mlm" else ""
     rows = [
-        ("validation loss", f"{s.val_loss:.4f} nats per nucleotide ({s.val_targets:,} targets)"),
-        ("model perplexity", f"{s.val_ppl:.4f} per nucleotide"),
-        (f"order-{s.markov_order} Markov", f"{s.markov_ppl:.4f} per nucleotide (same validation targets)"),
+        ("validation loss", f"{s.val_loss:.4f} nats per {unit} ({s.val_targets:,} targets){masked}"),
+        ("model perplexity", f"{s.val_ppl:.4f} per {unit}"),
+    ]
+    if s.markov_order is not None:
+        rows.append(
+            (f"order-{s.markov_order} Markov", f"{s.markov_ppl:.4f} per {unit} (same validation targets)")
+        )
+    rows += [
         (
             "training speed",
             f"{s.tokens_per_second:,.0f} tokens/s"
