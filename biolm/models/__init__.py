@@ -1,6 +1,15 @@
-"""Models: configuration, layers, blocks, the `BioLM` backbone and save/load."""
+"""Models: configuration, layers, blocks, the `BioLM` backbone, RC/bidirectional helpers and save/load."""
 
 from biolm.models.backbone import BioLM, LMOutput
-from biolm.models.config import ModelConfig
+from biolm.models.config import DNA_COMPLEMENT, ModelConfig
+from biolm.models.rc import conjoin, reverse_complement, reverse_complement_logits
 
-__all__ = ["BioLM", "LMOutput", "ModelConfig"]
+__all__ = [
+    "DNA_COMPLEMENT",
+    "BioLM",
+    "LMOutput",
+    "ModelConfig",
+    "conjoin",
+    "reverse_complement",
+    "reverse_complement_logits",
+]

@@ -53,8 +53,9 @@ def test_plain_model_is_not_rc_equivariant():
     assert not torch.allclose(model(rc_ids(ids)).logits, expected, atol=1e-3)
 
 
-def test_rc_equivariant_packed_equals_documents_alone():
-    model = make_model("msat", **RC)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_rc_equivariant_packed_equals_documents_alone(bidirectional):
+    model = make_model("msat", bidirectional=bidirectional, **RC)
     lengths = [5, 8]
     docs = [torch.randint(6, 11, (1, n)) for n in lengths]
     offsets = cu_seqlens(lengths)
