@@ -21,11 +21,13 @@ class LMOutput:
     """What a forward pass returns.
 
     Attributes:
-        logits: [B, S, vocab_size] next-token logits.
+        logits: [B, S, vocab_size]: next-token logits for a causal model; for a bidirectional or
+            RC-equivariant one (trained masked), logits of the token at each position.
         hidden: [B, S, d_model] final (normalised) hidden states, the embedding of each position. For an
             RC-equivariant model: the forward strand's half, then the reverse-complement strand's.
         state: per-block recurrent state after the last position; pass it to continue the sequence.
-            None for packed input (`cu_seqlens`), whose documents are complete.
+            None for packed input (`cu_seqlens`), whose documents are complete, and for bidirectional
+            or RC-equivariant models, which cannot continue a sequence.
     """
 
     logits: torch.Tensor
