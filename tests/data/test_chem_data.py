@@ -9,6 +9,7 @@ import pytest
 import torch
 from rdkit import Chem
 
+from biolm.configs import load_config, packaged_config, to_train_config
 from biolm.data.chem import ChemDataWarning, MoleculeSet
 from biolm.data.chem_datamodule import build_chem_data, split_molecules
 from biolm.data.chem_dataset import (
@@ -187,9 +188,12 @@ def test_build_chem_data_from_a_directory_of_sets(tmp_path, tok):
         build_chem_data(SimpleNamespace(path=str(tmp_path), packing="bags"), tok, 0)
 
 
-def test_builtin_default_corpus_loads(tok):
+def test_packaged_config_builds_the_builtin_corpus(tok):
+    config = to_train_config(load_config(packaged_config("chem")))
     with pytest.warns(ChemDataWarning, match="first_5K.smi"):
-        data = build_chem_data(SimpleNamespace(seq_len=128, unknown="skip", batch_size=8), tok, seed=0)
+        data = build_chem_data(config.data, tok, seed=config.seed)
+    assert "built-in" in data.description
     assert len(data.train_set) > 4500 and len(data.val_set) > 200
     batch = next(iter(data.train_dataloader()))
-    assert batch["input_ids"].shape[0] == 8 and batch["input_ids"].max() < tok.vocab_size
+    assert batch["input_ids"].shape[0] == config.data.batch_size
+    assert batch["input_ids"].max() < tok.vocab_size
