@@ -166,7 +166,9 @@ class FamilyPacks(Dataset):
 
     Training example i of epoch e is a uniformly drawn family (families with at least one member) and a
     random member order, from (seed, e, i). Validation packs cycle through the families' validation
-    members with fixed orders.
+    members with fixed orders; with `context`, each validation pack opens with `loss_after_members`
+    members of the same family's training split, so that the scored members are held-out proteins
+    seen in the context of their (training) relatives.
 
     Args:
         families: [L] residue-id arrays of each family's members (of one split).
@@ -174,6 +176,7 @@ class FamilyPacks(Dataset):
         num_examples: examples per epoch (training), or the number of validation packs.
         loss_after_members: no loss on the first k members of a pack.
         train: draw anew each epoch (True) or fixed packs (False).
+        context: for validation: each family's training members, in the order of `families`.
     """
 
     def __init__(
@@ -184,10 +187,13 @@ class FamilyPacks(Dataset):
         seed: int,
         loss_after_members: int = 0,
         train: bool = True,
+        context: list[list[np.ndarray]] | None = None,
     ) -> None:
-        self.families = [f for f in families if f]
-        if not self.families:
+        context = context if context is not None else [[] for _ in families]
+        pairs = [(f, c) for f, c in zip(families, context, strict=True) if f]
+        if not pairs:
             raise InputError("in-context packing: no family has any member in this split")
+        self.families, self.context = [f for f, _ in pairs], [c for _, c in pairs]
         self.seq_len, self.num_examples, self.seed = seq_len, num_examples, seed
         self.loss_after_members, self.train = loss_after_members, train
         self.epoch = 0
@@ -199,9 +205,12 @@ class FamilyPacks(Dataset):
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             family = self.families[int(rng.integers(len(self.families)))]
+            context = []
         else:
             rng = np.random.default_rng([self.seed, 1 << 31, index])
             family = self.families[index % len(self.families)]
-        members = [family[j].astype(np.int64) for j in rng.permutation(len(family))]
+            pool = self.context[index % len(self.families)]
+            context = [pool[j] for j in rng.permutation(len(pool))[: self.loss_after_members]]
+        members = [m.astype(np.int64) for m in context + [family[j] for j in rng.permutation(len(family))]]
         example, _ = pack_members(members, self.seq_len, self.loss_after_members)
         return example

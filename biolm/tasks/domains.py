@@ -11,9 +11,8 @@ import lightning as L
 import numpy as np
 
 from biolm.configs.schema import TrainConfig
+from biolm.data.packing import IGNORE_INDEX
 from biolm.tokenizers import Tokenizer
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -87,6 +86,7 @@ def protein_data(cfg: TrainConfig) -> DomainData:
             cfg.seed,
             d.loss_after_members,
             train=False,
+            context=[f.train for f in corpus.families],
         )
     else:
         fim = (

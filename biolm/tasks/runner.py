@@ -118,6 +118,10 @@ def check_objective(cfg: TrainConfig, domain: str) -> None:
             f"task.objective={objective} is next-token prediction; a model.bidirectional=true model would "
             "see the token it predicts (use task.objective=mlm)"
         )
+    if getattr(cfg.model, "rc_equivariant", False) and objective != "mlm":
+        raise ConfigError(
+            "model.rc_equivariant reads the sequence from both ends; train it with task.objective=mlm"
+        )
     if objective == "fim" and domain != "protein":
         raise ConfigError(f"task.objective=fim is for proteins, not {domain}")
     if cfg.data.packing != "none" and domain == "dna":

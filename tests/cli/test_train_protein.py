@@ -90,3 +90,15 @@ def test_bad_protein_runs_are_one_line_errors_and_leave_nothing(tmp_path, capsys
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not runs.exists()
+
+
+def test_chem_trains_through_the_same_runner(tmp_path):
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl", "OCC(O)CO", "CC(C)O", "c1ccncc1"] * 3
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(smiles) + "\n")
+    config = tmp_path / "chem.yaml"
+    config.write_text("name: chem\n")  # everything else from the schema defaults and TINY
+    args = ["train", "chem", "--config", str(config), f"run_root={tmp_path}", f"data.path={data}", *TINY]
+    assert main([*args, "data.val_fraction=0.25"]) == 0
+    summary = json.loads((tmp_path / "chem" / "summary.json").read_text())
+    assert summary["domain"] == "chem" and summary["markov_ppl"] is None and summary["val_targets"] > 0

@@ -121,3 +121,15 @@ def test_family_packs_draw_from_one_family_and_change_with_epoch():
         assert residues <= {6, 7, 8} or residues <= {20, 21, 22, 23}
     packs.epoch = 1
     assert any(not torch.equal(a, packs[i]["input_ids"]) for i, a in enumerate(first))
+
+
+def test_validation_packs_score_held_out_members_after_training_context():
+    train = [[np.full(3, 6), np.full(3, 7)]]
+    val = [[np.full(2, 20)]]
+    packs = FamilyPacks(
+        val, seq_len=64, num_examples=3, seed=0, loss_after_members=1, train=False, context=train
+    )
+    ex = packs[0]
+    scored = ex["labels"][ex["labels"] != IGNORE_INDEX].tolist()
+    assert scored == [20, 20, EOS_ID]  # the held-out member only
+    assert ex["input_ids"][0] == BOS_ID and ex["input_ids"][1] in (6, 7)
