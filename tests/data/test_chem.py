@@ -112,3 +112,10 @@ def test_moleculeace_set_reads(shared_data):
     path = shared_data / "chem" / "moleculeace" / "CHEMBL2147_Ki.csv"
     mols = read_molecules(path)
     assert len(mols) == mols.total > 500
+
+
+def test_real_table_with_invalid_smiles_is_reported(shared_data):
+    path = shared_data / "chem" / "moleculenet" / "BBBP.csv"  # columns num,name,p_np,smiles
+    with pytest.warns(ChemDataWarning, match=r"BBBP\.csv: skipped 11 of 2050 molecules .*line 61: "):
+        mols = read_molecules(path)
+    assert len(mols) == 2039
