@@ -29,3 +29,9 @@ def test_dna_default_keeps_its_objective_and_no_augmentation():
 def test_bad_task_and_data_values(override, message):
     with pytest.raises(ConfigError, match=message):
         to_train_config(load_config(packaged_config("protein"), [override]))
+
+
+def test_chem_keys_are_in_the_schema():
+    overrides = ["data.packing=sets", "data.smiles_column=smiles", "data.randomize_smiles=false"]
+    cfg = to_train_config(load_config(packaged_config("chem"), overrides))
+    assert (cfg.data.packing, cfg.data.smiles_column, cfg.data.randomize_smiles) == ("sets", "smiles", False)
