@@ -136,14 +136,14 @@ class MoleculeEncoder:
         A random form can come out longer than `max_tokens`, or spell a bond (RDKit's dative `<-`) the
         tokenizer cannot read, where the canonical form was fine; that draw uses the canonical form.
         """
-        canonical = self.encode(smiles)
-        if seed is None:
-            return canonical
-        try:
-            ids = self.encode(randomized_smiles(smiles, seed))
-        except TokenizationError:
-            return canonical
-        return ids if self.fits(ids) else canonical
+        if seed is not None:
+            try:
+                ids = self.encode(randomized_smiles(smiles, seed))
+                if self.fits(ids):
+                    return ids
+            except TokenizationError:
+                pass
+        return self.encode(smiles)
 
 
 def molecule_example(ids: np.ndarray, bos_id: int, eos_id: int) -> dict[str, torch.Tensor]:

@@ -197,3 +197,13 @@ def test_packaged_config_builds_the_builtin_corpus(tok):
     batch = next(iter(data.train_dataloader()))
     assert batch["input_ids"].shape[0] == config.data.batch_size
     assert batch["input_ids"].max() < tok.vocab_size
+
+
+def test_a_random_form_that_does_not_fit_falls_back_to_canonical(tok):
+    smiles = canon("CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O")
+    budget = len(tok.encode(smiles)) + 2  # exactly the canonical form
+    encoder = MoleculeEncoder(tok, "error", budget)
+    draws = [encoder.training_ids(smiles, seed) for seed in range(1, 30)]
+    assert all(encoder.fits(ids) for ids in draws)
+    assert smiles in {tok.decode(ids) for ids in draws}
+    assert {canon(tok.decode(ids)) for ids in draws} == {smiles}
