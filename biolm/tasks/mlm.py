@@ -113,11 +113,6 @@ class MaskedLMTask(CausalLMTask):
         if not getattr(self.model.config, "bidirectional", False):
             log.warning("masked LM with a causal model: each masked token is predicted from its left only")
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if position_ids is None:
-            return self.model(input_ids).logits
-        return self.model(input_ids, position_ids=position_ids).logits
-
     def _masked_nll(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
         masked, labels = mask_tokens(
             batch["input_ids"],
