@@ -10,6 +10,7 @@ before a key existed still works):
     val_fraction      0.05   share of each file held out for validation, in (0, 0.5]
     batch_size        16     examples per batch (per device)
     num_workers       0      data-loader worker processes
+    max_val_windows   null   cap on validation examples (evenly thinned); null = all
     unknown           error  SMILES token outside the vocabulary: error | skip | replace (as <unk>)
     smiles_column     null   (new) SMILES column of a CSV/TSV; null = auto-detect (smiles, SMILES, ...)
     randomize_smiles  true   (new) training molecules as randomized SMILES, new each epoch
@@ -28,7 +29,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from biolm.data.chem import MoleculeSet, builtin_molecules_path, read_molecule_sets
 from biolm.data.chem_dataset import MoleculeDataset, MoleculeEncoder, pad_batch
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.05,
     "batch_size": 16,
     "num_workers": 0,
+    "max_val_windows": None,
     "unknown": "error",
     "smiles_column": None,
     "randomize_smiles": True,
@@ -133,6 +135,9 @@ def build_chem_data(data_config: Any, tokenizer: SmilesTokenizer, seed: int) -> 
     else:
         train = MoleculeDataset([m for s in train_sets for m in s.smiles], encoder, seed, True, randomize)
         val = MoleculeDataset([m for s in val_sets for m in s.smiles], encoder, seed, train=False)
+    cap = _option(data_config, "max_val_windows")
+    if cap is not None and len(val) > cap:
+        val = Subset(val, np.linspace(0, len(val) - 1, max(1, cap)).round().astype(int).tolist())
     description = (
         f"{where} ({len(train_sets)} set(s); {n_train:,} training, {n_val:,} validation molecules; "
         f"{len(train):,} training and {len(val):,} validation examples)"

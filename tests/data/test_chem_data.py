@@ -184,6 +184,8 @@ def test_build_chem_data_from_a_directory_of_sets(tmp_path, tok):
     val_a = next(iter(data.val_dataloader()))
     val_b = next(iter(build_chem_data(config, tok, seed=9).val_dataloader()))
     assert torch.equal(val_a["input_ids"], val_b["input_ids"])  # the run seed leaves validation alone
+    config.max_val_windows = 2
+    assert len(build_chem_data(config, tok, seed=0).val_set) == 2
     with pytest.raises(InputError, match="data.packing must be one of"):
         build_chem_data(SimpleNamespace(path=str(tmp_path), packing="bags"), tok, 0)
 
