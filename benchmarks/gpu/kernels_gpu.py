@@ -13,6 +13,7 @@ Run through benchmarks/gpu/run.sh.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +23,12 @@ from biolm.kernels import mlstm
 
 TOKENS, HEADS, DK, DV = 65_536, 16, 128, 256
 SEQS = (2048, 8192, 32768)
+DEVICE = "cuda"
 
 
 def copy_bandwidth() -> float:
     """Bytes per second of a large device-to-device copy (read + write counted)."""
-    x = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    x = torch.empty(2**30, dtype=torch.uint8, device=DEVICE)
     ms = do_bench(lambda: x.clone())
     return 2 * x.numel() / (ms * 1e-3)
 
@@ -39,37 +41,90 @@ def min_bytes(b: int, s: int, backward: bool) -> int:
     return forward * (2 if backward else 1) + (tokens * 2 * DV if backward else 0)
 
 
-def candidates() -> dict[str, Callable]:
-    found: dict[str, Callable] = {
-        "biolm triton": lambda q, k, v, i, f: mlstm(q, k, v, i, f, backend="triton", chunk_size=64),
-        "biolm torch": lambda q, k, v, i, f: mlstm(q, k, v, i, f, backend="torch", chunk_size=64),
-    }
+@dataclass
+class Candidate:
+    """A kernel taking (q, k, v, i, f); ``head_first`` kernels take [B, H, S, D] tensors and get inputs
+    in that layout, made contiguous before timing, so no kernel pays for another's layout."""
+
+    fn: Callable
+    head_first: bool = False
+
+
+def candidates() -> dict[str, Candidate]:
+    def biolm(backend: str) -> Candidate:
+        return Candidate(lambda q, k, v, i, f: mlstm(q, k, v, i, f, backend=backend, chunk_size=64))
+
+    found = {"biolm triton": biolm("triton"), "biolm torch": biolm("torch")}
     try:
         from mlstm_kernels.torch import get_mlstm_kernel
 
         tfla = get_mlstm_kernel("chunkwise--triton_xl_chunk")
-
-        def run_tfla(q, k, v, i, f):
-            q, k, v = (x.transpose(1, 2) for x in (q, k, v))
-            return tfla(q, k, v, i.transpose(1, 2), f.transpose(1, 2), chunk_size=128).transpose(1, 2)
-
-        found["mlstm_kernels triton_xl_chunk"] = run_tfla
+        found["mlstm_kernels triton_xl_chunk"] = Candidate(
+            lambda q, k, v, i, f: tfla(q, k, v, i, f, chunk_size=128), head_first=True
+        )
     except Exception as err:
-        print(f"- mlstm_kernels not importable ({type(err).__name__}); TFLA skipped")
+        print(f"- mlstm_kernels not importable ({type(err).__name__}: {err}); TFLA skipped")
     try:
         from fla.ops.simple_gla import chunk_simple_gla
 
-        def run_fla(q, k, v, i, f):
-            return chunk_simple_gla(q, k, v, g=F.logsigmoid(f.float()))[0]
-
-        found["fla chunk_simple_gla"] = run_fla
+        found["fla chunk_simple_gla"] = Candidate(
+            lambda q, k, v, i, f: chunk_simple_gla(q, k, v, g=F.logsigmoid(f.float()))[0]
+        )
     except Exception as err:
-        print(f"- flash-linear-attention not importable ({type(err).__name__}); chunk_simple_gla skipped")
+        print(f"- flash-linear-attention not importable ({type(err).__name__}: {err}); skipped")
     return found
 
 
-def time_one(fn: Callable, inputs: list[torch.Tensor], grad: torch.Tensor) -> tuple[float, float]:
+def layout(xs: list[torch.Tensor], head_first: bool) -> list[torch.Tensor]:
+    """Leaf copies of the inputs in a kernel's layout ([B, S, H, ...] or [B, H, S, ...])."""
+    if not head_first:
+        return xs
+    return [x.detach().transpose(1, 2).contiguous().requires_grad_(x.requires_grad) for x in xs]
+
+
+def from_layout(x: torch.Tensor, head_first: bool) -> torch.Tensor:
+    return x.transpose(1, 2) if head_first else x
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def agreement(
+    kernels: dict[str, Candidate], inputs: list[torch.Tensor], grad: torch.Tensor
+) -> dict[str, str]:
+    """Each kernel's h and input gradients against biolm's torch path at the same inputs (relative
+    RMS error). Peers compute the same mLSTM up to their conventions (eps, initial stabilizer) or a
+    different function (gated linear attention has no normalizer), so their numbers show how close the
+    functions are, not only rounding."""
+
+    def run(cand: Candidate):
+        xs = layout(inputs, cand.head_first)
+        h = cand.fn(*xs)
+        h.backward(layout([grad], cand.head_first)[0])
+        grads = [from_layout(x.grad, cand.head_first) for x in xs]
+        for x in inputs:
+            x.grad = None
+        return from_layout(h.detach(), cand.head_first), grads
+
+    h_ref, g_ref = run(kernels["biolm torch"])
+    out = {}
+    for name, cand in kernels.items():
+        if name == "biolm torch":
+            continue
+        try:
+            h, g = run(cand)
+            grads = max(rel_err(a, b) for a, b in zip(g, g_ref, strict=True))
+            out[name] = f"{rel_err(h, h_ref):.1e} / {grads:.1e}"
+        except Exception as err:
+            out[name] = f"failed: {type(err).__name__}: {str(err)[:60]}"
+    return out
+
+
+def time_one(cand: Candidate, inputs: list[torch.Tensor], grad: torch.Tensor) -> tuple[float, float]:
     """Median ms of the forward pass (no autograd) and of forward + backward."""
+    fn, inputs, grad = cand.fn, layout(inputs, cand.head_first), layout([grad], cand.head_first)[0]
     with torch.no_grad():
         forward = do_bench(lambda: fn(*inputs))
     both = do_bench(lambda: fn(*inputs).backward(grad), grad_to_none=inputs)
@@ -77,12 +132,12 @@ def time_one(fn: Callable, inputs: list[torch.Tensor], grad: torch.Tensor) -> tu
 
 
 def shape_inputs(b: int, s: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    q = torch.randn(b, s, HEADS, DK, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(b, s, HEADS, DK, device=DEVICE, dtype=torch.bfloat16)
     k = torch.randn_like(q)
-    v = torch.randn(b, s, HEADS, DV, device="cuda", dtype=torch.bfloat16)
-    i = torch.randn(b, s, HEADS, device="cuda")
-    f = torch.randn(b, s, HEADS, device="cuda") + 3.0
-    grad = torch.randn(b, s, HEADS, DV, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(b, s, HEADS, DV, device=DEVICE, dtype=torch.bfloat16)
+    i = torch.randn(b, s, HEADS, device=DEVICE)
+    f = torch.randn(b, s, HEADS, device=DEVICE) + 3.0
+    grad = torch.randn(b, s, HEADS, DV, device=DEVICE, dtype=torch.bfloat16)
     return [x.requires_grad_() for x in (q, k, v, i, f)], grad
 
 
@@ -90,21 +145,23 @@ def main() -> None:
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()
     print(f"\ndevice {torch.cuda.get_device_name(0)}; measured copy bandwidth {bandwidth / 1e12:.2f} TB/s\n")
-    print("| S | B | kernel | fwd ms | fwd % roofline | fwd+bwd ms | fwd+bwd % roofline |")
-    print("|---|---|---|---|---|---|---|")
     kernels = candidates()
+    print("| S | B | kernel | fwd ms | fwd % roof | fwd+bwd ms | fwd+bwd % roof | vs torch: h / grads |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in SEQS:
         b = TOKENS // s
         inputs, grad = shape_inputs(b, s)
-        for name, fn in kernels.items():
+        errors = agreement(kernels, inputs, grad)
+        for name, cand in kernels.items():
             try:
-                fwd, both = time_one(fn, inputs, grad)
+                fwd, both = time_one(cand, inputs, grad)
             except Exception as err:  # one failing kernel must not hide the others
-                print(f"| {s} | {b} | {name} | failed: {type(err).__name__}: {str(err)[:80]} | | | |")
+                print(f"| {s} | {b} | {name} | failed: {type(err).__name__}: {str(err)[:80]} | | | | |")
                 continue
             roof_f = min_bytes(b, s, False) / (fwd * 1e-3) / bandwidth * 100
             roof_b = min_bytes(b, s, True) / (both * 1e-3) / bandwidth * 100
-            row = f"| {s} | {b} | {name} | {fwd:.2f} | {roof_f:.0f} | {both:.2f} | {roof_b:.0f} |"
+            err = errors.get(name, "reference")
+            row = f"| {s} | {b} | {name} | {fwd:.2f} | {roof_f:.0f} | {both:.2f} | {roof_b:.0f} | {err} |"
             print(row, flush=True)
         del inputs, grad
         torch.cuda.empty_cache()

@@ -52,12 +52,14 @@ def _triton(chunk):
     return lambda q, k, v, i, f, st: mlstm_chunkwise_triton(q, k, v, i, f, state=st, chunk_size=chunk)
 
 
-# (B, S, H, Dk, Dv, chunk, with_state): S=1, S=chunk, a tail, Dk != Dv, non-power-of-two dims.
+# (B, S, H, Dk, Dv, chunk, with_state): S=1, S=chunk, a tail, Dk != Dv, non-power-of-two dims, and
+# dims over the interpreter's 16-wide tiles (several Dk and Dv tiles, the last ones partial).
 CASES = [
     (1, 1, 2, 12, 20, 16, True),
     (1, 16, 2, 8, 8, 16, False),
     (2, 37, 2, 12, 20, 16, True),
     (1, 64, 2, 8, 20, 16, False),
+    (1, 40, 2, 20, 36, 16, True),
 ]
 
 

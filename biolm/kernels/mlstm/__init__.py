@@ -35,7 +35,7 @@ def _check_inputs(q, k, v, i, f, state) -> None:
 
 
 def _run(q, k, v, i, f, state, chunk_size: int, choice: str) -> tuple[torch.Tensor, MLSTMState]:
-    # The triton kernels compute in float32; float64 (checks against the reference) stays on torch.
+    # The triton kernels take float32 or bfloat16; float64 (checks against the reference) stays on torch.
     if choice == "torch" or q.dtype == torch.float64:
         return mlstm_chunkwise(q, k, v, i, f, state=state, chunk_size=chunk_size)
     if choice == "reference":

@@ -1,9 +1,10 @@
 """``mlstm_chunkwise_triton``: the triton forward and backward kernels as one autograd Function.
 
-The kernels return dq, dk, dv and the initial-state (C, n) gradients; everything that concerns only
-the per-step scalars is done here on [B, H, S] tensors:
+The kernels return dq, dk, dv, the per-step ``q.dq`` and ``k.dk`` and the initial-state (C, n)
+gradients; everything that concerns only the per-step scalars is done here on [B, H, S] tensors:
 
-- ``r_t = inv_normalizer(d_t, m_t)``, ``dnum_t = dh_t r_t`` and ``dd_t = -sign(d_t) r_t (dh_t.h_t)``
+- ``r_t = inv_normalizer(d_t, m_t)``, ``dnum_t = dh_t r_t`` (formed inside the kernels) and
+  ``dd_t = -sign(d_t) r_t (dh_t.h_t)``
   where ``|d_t|`` wins the max (0 where the floor ``exp(-m_t)`` wins).
 - Gate gradients of the smooth part (the stabilizer held fixed): with ``F`` the cumsum of ``log_f``,
   ``dF_t = q_t.dq_t - k_t.dk_t``, ``d log_f = reverse cumsum of dF`` plus ``<dC_T, C_T> + <dn_T, n_T>``
@@ -62,25 +63,22 @@ class _MLSTMTriton(torch.autograd.Function):
         batch, seq, heads, dk = q.shape
         dv = v.shape[-1]
         f32 = torch.float32
-        dh = torch.zeros_like(h, dtype=f32) if dh is None else dh.to(f32)
+        dh = torch.zeros_like(h) if dh is None else dh  # kept in its dtype: the kernels read it
         dc_t = torch.zeros(batch, heads, dk, dv, dtype=f32, device=q.device) if dc_t is None else dc_t
         dn_t = torch.zeros(batch, heads, dk, dtype=f32, device=q.device) if dn_t is None else dn_t
         dm_t = torch.zeros(batch, heads, dtype=f32, device=q.device) if dm_t is None else dm_t
         dc_t, dn_t, dm_t = (x.to(f32).contiguous() for x in (dc_t, dn_t, dm_t))
 
-        r = inv_normalizer(d_seq, m_seq)  # [B, H, S]
-        hdot = (dh * h.to(f32)).sum(-1).transpose(1, 2)  # dh_t . h_t, [B, H, S]
+        r = inv_normalizer(d_seq, m_seq).contiguous()  # [B, H, S]
+        hdot = (dh.to(f32) * h.to(f32)).sum(-1).transpose(1, 2)  # dh_t . h_t, [B, H, S]
         use_d = d_seq.abs() > torch.exp(-m_seq)
         dd = torch.where(use_d, -torch.sign(d_seq) * r * hdot, 0.0).contiguous()
-        dnum = (dh * r.transpose(1, 2)[..., None]).contiguous()
-        dq, dk_, dv_, dc0, dn0 = mlstm_bwd(
-            q, k, v, i, f, c_all, n_all, m_all, dnum, dd, dc_t, dn_t, ctx.chunk_size
+        dq, dk_, dv_, qdq, kdk, dc0, dn0 = mlstm_bwd(
+            q, k, v, i, f, c_all, n_all, m_all, dh.contiguous(), r, dd, dc_t, dn_t, ctx.chunk_size
         )
 
         c_t, n_t = c_all[:, :, -1], n_all[:, :, -1]
         final_dot = (dc_t * c_t).sum((-1, -2)) + (dn_t * n_t).sum(-1)  # [B, H]
-        qdq = (q.to(f32) * dq).sum(-1).transpose(1, 2)
-        kdk = (k.to(f32) * dk_).sum(-1).transpose(1, 2)
         d_logf = (qdq - kdk).flip(-1).cumsum(-1).flip(-1) + final_dot[..., None]
         di = kdk
 
@@ -95,7 +93,7 @@ class _MLSTMTriton(torch.autograd.Function):
         dm0 = dm0 + (c0 * dc0).sum((-1, -2)) + (n0 * dn0).sum(-1)
         df = d_logf * torch.sigmoid(-f.to(f32).transpose(1, 2))
         return (
-            dq.to(q.dtype), dk_.to(k.dtype), dv_.to(v.dtype),
+            dq, dk_, dv_,
             di.transpose(1, 2).to(i.dtype), df.transpose(1, 2).to(f.dtype),
             dc0, dn0, dm0, None,
         )  # fmt: skip

@@ -40,6 +40,18 @@ def chunk_len(chunk_size: int, seq: int) -> int:
     return padded(min(chunk_size, max(seq, 1)))
 
 
+def tile_configs(options: list[tuple[dict[str, int], int]]) -> list[triton.Config]:
+    """Autotuning candidates: ``(block sizes, num_warps)`` pairs on a GPU, one small config interpreted.
+
+    The interpreter gets 16-wide tiles, so that tests at small head dims still cross tile edges, and a
+    single config (autotuning needs a GPU). On a GPU, a config that does not fit the chip (shared
+    memory, registers) is dropped by the autotuner, so the list may be generous.
+    """
+    if interpreting():
+        return [triton.Config({name: 16 for name in options[0][0]}, num_warps=1)]
+    return [triton.Config(dict(blocks), num_warps=warps) for blocks, warps in options]
+
+
 def alloc(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An output buffer: uninitialised, or NaN-filled when :data:`FILL_NAN` is set (tests)."""
     if FILL_NAN:

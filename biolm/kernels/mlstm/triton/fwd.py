@@ -20,6 +20,7 @@ from biolm.kernels.mlstm.triton.common import (
     inv_normalizer,
     logsigmoid,
     padded,
+    tile_configs,
 )
 
 
@@ -34,23 +35,43 @@ def _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H: tl.constexpr):
     return b, u
 
 
+# Both kernels tile the state's value dim (and the states kernel its key dim too) over the grid: a
+# whole Dk x Dv float32 state (128 KB at 128 x 256) does not fit one program's registers.
+# Candidates checked offline for sm_90 (bf16, Dk=128, Dv=256, L=64): none spills registers.
+_STATE_TILES = tile_configs(
+    [
+        ({"BK": 64, "BV": 64}, 4),
+        ({"BK": 64, "BV": 64}, 8),
+        ({"BK": 32, "BV": 64}, 4),
+        ({"BK": 64, "BV": 128}, 8),
+    ]
+)
+_OUTPUT_TILES = tile_configs([({"BV": 64}, 8), ({"BV": 128}, 8), ({"BV": 32}, 8)])
+
+
+@triton.autotune(configs=_STATE_TILES, key=["DK", "DV", "L"])
 @triton.jit
 def _states_kernel(
     k_ptr, v_ptr, i_ptr, f_ptr, c_ptr, n_ptr, m_ptr,
     S, NC,
-    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
-    L: tl.constexpr, DKP: tl.constexpr, DVP: tl.constexpr, PREC: tl.constexpr,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
-    """One program per (b, h): walks the chunks and writes the state entering each (index NC: final)."""
+    """One program per (b*h, Dk tile, Dv tile): walks the chunks and writes the state entering each
+    (index NC: the final state). Only the first Dv tile writes ``n``, only the first tile ``m``."""
     bh = tl.program_id(0)
+    pk = tl.program_id(1)
+    pv = tl.program_id(2)
     b_idx = bh // H
     h_idx = bh % H
-    rk = tl.arange(0, DKP)
-    rv = tl.arange(0, DVP)
+    rk = pk * BK + tl.arange(0, BK)
+    rv = pv * BV + tl.arange(0, BV)
     rl = tl.arange(0, L)
     mk = rk < DK
     mv = rv < DV
     mkv = mk[:, None] & mv[None, :]
+    # Which tile writes n: a vector mask (the interpreter rejects a scalar program-id test in a mask).
+    writes_n = mk & ((rk * 0 + pv) == 0)
     c_base = c_ptr + bh * (NC + 1) * DK * DV
     n_base = n_ptr + bh * (NC + 1) * DK
     m_base = m_ptr + bh * (NC + 1)
@@ -62,39 +83,40 @@ def _states_kernel(
         t = c * L + rl
         valid = t < S
         b, u = _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H)
-        u_top = tl.max(u, 0)
-        top = tl.maximum(m, u_top)
+        top = tl.maximum(m, tl.max(u, 0))
         w = tl.exp(u - top)
         row = g_off + t[:, None] * H
         kt = tl.load(k_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0)
         vt = tl.load(v_ptr + row * DV + rv[None, :], mask=valid[:, None] & mv[None, :], other=0.0)
-        kt = kt.to(tl.float32)
-        vt = vt.to(tl.float32)
-        kw = kt * w[:, None]
+        kw = kt.to(tl.float32) * w[:, None]
         decay = tl.exp(m - top)
-        C = C * decay + tl.dot(tl.trans(kw), vt, input_precision=PREC)
+        # Dot operands in the input dtype (bf16 runs on the bf16 units), accumulation in float32.
+        C = C * decay + tl.dot(tl.trans(kw.to(vt.dtype)), vt, input_precision=PREC)
         n = n * decay + tl.sum(kw, 0)
         m = tl.sum(tl.where(rl == L - 1, b, 0.0), 0) + top
         tl.store(c_base + (c + 1) * DK * DV + rk[:, None] * DV + rv[None, :], C, mask=mkv)
-        tl.store(n_base + (c + 1) * DK + rk, n, mask=mk)
-        tl.store(m_base + c + 1, m)
+        tl.store(n_base + (c + 1) * DK + rk, n, mask=writes_n)
+        if (pk == 0) and (pv == 0):
+            tl.store(m_base + c + 1, m)
 
 
+@triton.autotune(configs=_OUTPUT_TILES, key=["DK", "DV", "L"])
 @triton.jit
 def _output_kernel(
     q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, c_ptr, n_ptr, m_ptr, h_ptr, mt_ptr, d_ptr,
     S, NC, scale,
-    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
-    L: tl.constexpr, DKP: tl.constexpr, DVP: tl.constexpr, PREC: tl.constexpr,
-    EPS_: tl.constexpr, LOG_EPS_: tl.constexpr,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, L: tl.constexpr, DKP: tl.constexpr,
+    PREC: tl.constexpr, EPS_: tl.constexpr, LOG_EPS_: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
-    """One program per (chunk, b*h): h_t, and m_t and d_t = q_t.n_t (saved for the backward)."""
+    """One program per (chunk, b*h, Dv tile): that tile of h_t; the first tile also writes m_t and
+    d_t = q_t.n_t (saved for the backward). The chunk's scores are recomputed by every Dv tile."""
     c = tl.program_id(0)
     bh = tl.program_id(1)
+    pv = tl.program_id(2)
     b_idx = bh // H
     h_idx = bh % H
     rk = tl.arange(0, DKP)
-    rv = tl.arange(0, DVP)
+    rv = pv * BV + tl.arange(0, BV)
     rl = tl.arange(0, L)
     mk = rk < DK
     mv = rv < DV
@@ -104,10 +126,9 @@ def _output_kernel(
     b, u = _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H)
 
     row = g_off + t[:, None] * H
-    qt = tl.load(q_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-    qt = qt * scale
-    kt = tl.load(k_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-    vt = tl.load(v_ptr + row * DV + rv[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
+    qt = tl.load(q_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0)
+    kt = tl.load(k_ptr + row * DK + rk[None, :], mask=valid[:, None] & mk[None, :], other=0.0)
+    vt = tl.load(v_ptr + row * DV + rv[None, :], mask=valid[:, None] & mv[None, :], other=0.0)
     st = c * DK * DV + bh * (NC + 1) * DK * DV
     C = tl.load(c_ptr + st + rk[:, None] * DV + rv[None, :], mask=mk[:, None] & mv[None, :], other=0.0)
     n = tl.load(n_ptr + bh * (NC + 1) * DK + c * DK + rk, mask=mk, other=0.0)
@@ -118,16 +139,19 @@ def _output_kernel(
     u_max = tl.max(tl.where(causal, u[None, :], float("-inf")), 1)
     m_rel = tl.maximum(m_prev, u_max)
     decay = tl.where(causal, tl.exp(u[None, :] - m_rel[:, None]), 0.0)
-    w = tl.dot(qt, tl.trans(kt), input_precision=PREC) * decay
-    q_in = qt * tl.exp(m_prev - m_rel)[:, None]
-    num = tl.dot(w, vt, input_precision=PREC) + tl.dot(q_in, C, input_precision=PREC)
-    d = tl.sum(w, 1) + tl.sum(q_in * n[None, :], 1)
+    # The query scale and the inter-chunk gain are applied to dot products, not to the operands, so
+    # that bf16 operands are the inputs themselves (no extra rounding).
+    w = tl.dot(qt, tl.trans(kt), input_precision=PREC) * (scale * decay)
+    q_gain = scale * tl.exp(m_prev - m_rel)
+    num = tl.dot(w.to(vt.dtype), vt, input_precision=PREC)
+    num += tl.dot(qt, C.to(qt.dtype), input_precision=PREC) * q_gain[:, None]
+    d = tl.sum(w, 1) + tl.sum(qt.to(tl.float32) * n[None, :], 1) * q_gain
     m_t = b + m_rel
     h = num * inv_normalizer(d, m_t, EPS_, LOG_EPS_)[:, None]
     tl.store(h_ptr + row * DV + rv[None, :], h.to(h_ptr.dtype.element_ty), mask=valid[:, None] & mv[None, :])
     seq_off = bh * S + t
-    tl.store(mt_ptr + seq_off, m_t, mask=valid)
-    tl.store(d_ptr + seq_off, d, mask=valid)
+    tl.store(mt_ptr + seq_off, m_t, mask=valid & ((t * 0 + pv) == 0))
+    tl.store(d_ptr + seq_off, d, mask=valid & ((t * 0 + pv) == 0))
 
 
 def mlstm_fwd(
@@ -177,9 +201,12 @@ def mlstm_fwd(
     d_seq = alloc((batch, heads, seq), torch.float32, dev)
     if seq == 0:
         return h, c_all, n_all, m_all, m_seq, d_seq
-    meta = dict(H=heads, DK=dk, DV=dv, L=L, DKP=padded(dk), DVP=padded(dv), PREC=dot_precision())
-    _states_kernel[(batch * heads,)](k, v, i, f, c_all, n_all, m_all, seq, nc, **meta)
-    _output_kernel[(nc, batch * heads)](
+    meta = dict(H=heads, DK=dk, DV=dv, L=L, PREC=dot_precision())
+    bh = batch * heads
+    _states_kernel[lambda cfg: (bh, triton.cdiv(dk, cfg["BK"]), triton.cdiv(dv, cfg["BV"]))](
+        k, v, i, f, c_all, n_all, m_all, seq, nc, **meta
+    )
+    _output_kernel[lambda cfg: (nc, bh, triton.cdiv(dv, cfg["BV"]))](
         q,
         k,
         v,
@@ -196,6 +223,7 @@ def mlstm_fwd(
         dk**-0.5,
         EPS_=EPS,
         LOG_EPS_=LOG_EPS,
+        DKP=padded(dk),
         **meta,
     )
     return h, c_all, n_all, m_all, m_seq, d_seq
