@@ -18,11 +18,11 @@ report="$out_dir/gpu_${card}.md"
     echo '```'
     # Parallel workers: most of this phase is compiling kernels (CPU-bound), one shape at a time.
     workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
-    timeout 200 python3 -m pytest -q -m "not slow" -p no:cacheprovider $workers tests/kernels/test_*_triton.py 2>&1 | tee "$out_dir/pytest.log" | tail -20
+    timeout 180 python3 -m pytest -q -m "not slow" -p no:cacheprovider $workers tests/kernels/test_*_triton.py 2>&1 | tee "$out_dir/pytest.log" | tail -20
     echo '```'
     echo
     echo "## Timings (TFLA protocol)"
     # The autotuner prints the tile sizes it picks for each kernel (kept for the next tuning session).
-    TRITON_PRINT_AUTOTUNING=1 timeout 280 python3 benchmarks/gpu/kernels_gpu.py
+    TRITON_PRINT_AUTOTUNING=1 timeout 270 python3 benchmarks/gpu/kernels_gpu.py
 } 2>&1 | tee "$report"
 echo "report: $report"
