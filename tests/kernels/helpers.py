@@ -24,9 +24,10 @@ def run_with_grads(fn, inputs, state=None, seed=123):
         state = type(state)(*(x.detach().clone().requires_grad_() for x in state))
     h, final = fn(*inputs, state)
     g = torch.Generator().manual_seed(seed)
-    loss = (h.to(F64) * torch.randn(h.shape, generator=g, dtype=F64)).sum()
+    # Weights drawn on the CPU (the same on every device), then moved to the output's device.
+    loss = (h.to(F64) * torch.randn(h.shape, generator=g, dtype=F64).to(h.device)).sum()
     for x in final:
-        loss = loss + (x.to(F64) * torch.randn(x.shape, generator=g, dtype=F64)).sum()
+        loss = loss + (x.to(F64) * torch.randn(x.shape, generator=g, dtype=F64).to(x.device)).sum()
     leaves = inputs + ([] if state is None else list(state))
     grads = torch.autograd.grad(loss, leaves)
     return h.detach(), tuple(x.detach() for x in final), tuple(x.detach() for x in grads)

@@ -51,14 +51,17 @@ def _dnum_tile(dh_ptr, r_ptr, row, seq_off, valid, rv, mv, DV: tl.constexpr):
 @triton.jit
 def _chunk_weights(i_ptr, f_ptr, m_ptr, g_off, bh, c, t, valid, rl, H: tl.constexpr, NC):
     """The chunk's stabilizer pieces: in-chunk cumsum ``b``, ``u``, the entering ``m``, the running
-    ``m_rel`` per step, ``top`` (the chunk-end stabilizer minus ``b_L``) and the causal weights."""
+    ``m_rel`` per step, ``top`` (the chunk-end stabilizer minus ``b_L``) and the causal weights
+    ``w[t, s]`` and their transpose ``wT[s, t]`` (built directly, not by transposing: see
+    ``_grad_v_kernel``)."""
     b, u = _chunk_gates(i_ptr, f_ptr, g_off, t, valid, H)
     m_prev = tl.load(m_ptr + bh * (NC + 1) + c)
     causal = rl[None, :] <= rl[:, None]
     m_rel = tl.maximum(m_prev, tl.max(tl.where(causal, u[None, :], float("-inf")), 1))
     top = tl.maximum(m_prev, tl.max(u, 0))
     w = tl.where(causal, tl.exp(u[None, :] - m_rel[:, None]), 0.0)  # [t, s]
-    return u, m_prev, m_rel, top, w
+    w_t = tl.where(rl[:, None] <= rl[None, :], tl.exp(u[:, None] - m_rel[None, :]), 0.0)  # [s, t]
+    return u, m_prev, m_rel, top, w, w_t
 
 
 @triton.autotune(configs=_DUAL_TILES, key=["DK", "DV", "L"])
@@ -136,7 +139,7 @@ def _grad_qk_kernel(
     t = c * L + rl
     valid = t < S
     g_off = b_idx * S * H + h_idx
-    u, m_prev, m_rel, top, w = _chunk_weights(i_ptr, f_ptr, m_ptr, g_off, bh, c, t, valid, rl, H, NC)
+    u, m_prev, m_rel, top, w, w_t = _chunk_weights(i_ptr, f_ptr, m_ptr, g_off, bh, c, t, valid, rl, H, NC)
     row = g_off + t[:, None] * H
     lk = valid[:, None] & mk[None, :]
     qt = tl.load(q_ptr + row * DK + rk[None, :], mask=lk, other=0.0)
@@ -147,6 +150,7 @@ def _grad_qk_kernel(
     dN = tl.load(dn_ptr + (st + c + 1) * DK + rk, mask=mk, other=0.0)
 
     g = tl.zeros((L, L), dtype=tl.float32)
+    g_t = tl.zeros((L, L), dtype=tl.float32)  # g transposed, accumulated as such (see _grad_v_kernel)
     dq_state = tl.zeros((L, BK), dtype=tl.float32)  # dnum . C^T: through the entering state
     dk_state = tl.zeros((L, BK), dtype=tl.float32)  # v . dC^T: through the state sent onwards
     for v0 in range(0, DV, BV):
@@ -158,15 +162,17 @@ def _grad_qk_kernel(
         C = tl.load(c_ptr + (st + c) * DK * DV + rk[:, None] * DV + rv[None, :], mask=mkv, other=0.0)
         dC = tl.load(dc_ptr + (st + c + 1) * DK * DV + rk[:, None] * DV + rv[None, :], mask=mkv, other=0.0)
         g += tl.dot(dnum, tl.trans(vt), input_precision=PREC)
+        g_t += tl.dot(vt, tl.trans(dnum), input_precision=PREC)
         dq_state += tl.dot(dnum, tl.trans(C.to(vt.dtype)), input_precision=PREC)
         dk_state += tl.dot(vt, tl.trans(dC.to(vt.dtype)), input_precision=PREC)
     # g[t, s] = dL/d(score_ts) where score_ts = scale q_t.k_s.
     g = (g + dd[:, None]) * w
+    g_t = (g_t + dd[None, :]) * w_t
     q_gain = tl.exp(m_prev - m_rel)
     dq = tl.dot(g.to(kt.dtype), kt, input_precision=PREC)
     dq = scale * (dq + q_gain[:, None] * (dq_state + dd[:, None] * n[None, :]))
     k_gain = tl.where(valid, tl.exp(u - top), 0.0)
-    dk = scale * tl.dot(tl.trans(g.to(qt.dtype)), qt, input_precision=PREC)
+    dk = scale * tl.dot(g_t.to(qt.dtype), qt, input_precision=PREC)
     dk += k_gain[:, None] * (dk_state + dN[None, :])
     tl.store(dq_ptr + row * DK + rk[None, :], dq.to(dq_ptr.dtype.element_ty), mask=lk)
     tl.store(dk_ptr + row * DK + rk[None, :], dk.to(dk_ptr.dtype.element_ty), mask=lk)
@@ -197,7 +203,7 @@ def _grad_v_kernel(
     t = c * L + rl
     valid = t < S
     g_off = b_idx * S * H + h_idx
-    u, m_prev, m_rel, top, w = _chunk_weights(i_ptr, f_ptr, m_ptr, g_off, bh, c, t, valid, rl, H, NC)
+    u, m_prev, m_rel, top, w, w_t = _chunk_weights(i_ptr, f_ptr, m_ptr, g_off, bh, c, t, valid, rl, H, NC)
     row = g_off + t[:, None] * H
     lk = valid[:, None] & mk[None, :]
     qt = tl.load(q_ptr + row * DK + rk[None, :], mask=lk, other=0.0)
@@ -206,8 +212,10 @@ def _grad_v_kernel(
     st = bh * (NC + 1) + c + 1
     mkv = mk[:, None] & mv[None, :]
     dC = tl.load(dc_ptr + st * DK * DV + rk[:, None] * DV + rv[None, :], mask=mkv, other=0.0)
-    aw = tl.dot(qt, tl.trans(kt), input_precision=PREC) * (scale * w)  # [t, s]
-    dv = tl.dot(tl.trans(aw.to(kt.dtype)), dnum, input_precision=PREC)
+    # The transposed scores come from their own dot: triton 3.4 to 3.7.0 miscompiles a transposed dot
+    # result fed into another dot on Hopper (triton-lang/triton#6124, fla-org/flash-linear-attention#640).
+    aw_t = tl.dot(kt, tl.trans(qt), input_precision=PREC) * (scale * w_t)  # [s, t]
+    dv = tl.dot(aw_t.to(kt.dtype), dnum, input_precision=PREC)
     k_gain = tl.where(valid, tl.exp(u - top), 0.0)
     dv += k_gain[:, None] * tl.dot(kt, dC.to(kt.dtype), input_precision=PREC)
     lv = valid[:, None] & mv[None, :]
