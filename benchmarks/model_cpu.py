@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if not args.skip_context:
         cells = QUICK_CONTEXT_CELLS if args.quick else CONTEXT_CELLS
-        out += ["", *context_table(cells, reps if not args.quick else 2, args.warmup, args.threads)]
+        out += ["", *context_table(cells, reps, args.warmup, args.threads)]
     out += ["", f"{load_note()} at end"]
     print(out[-1])
     if args.out:
