@@ -59,10 +59,13 @@ def _slstm_bwd_kernel(
             # torch.maximum's rule: the larger side gets the gradient, half each on a tie.
             to_a = tl.where(a > i_pre, 1.0, tl.where(a < i_pre, 0.0, 0.5))
 
-            d_h = tl.load(dh_ptr + pre_off // 4 + re, mask=me, other=0.0) + tl.load(cy + 3 * DP + re)
-            d_c = tl.load(cy + re) + d_h * o_gate / n
-            d_n = tl.load(cy + DP + re) - d_h * h / n
-            d_m = tl.load(cy + 2 * DP + re)
+            # The carries are written by other threads of this program: volatile loads never read a
+            # stale cached copy (an H100 run at D=128 showed step-to-step errors in some programs).
+            d_h = tl.load(dh_ptr + pre_off // 4 + re, mask=me, other=0.0)
+            d_h += tl.load(cy + 3 * DP + re, volatile=True)
+            d_c = tl.load(cy + re, volatile=True) + d_h * o_gate / n
+            d_n = tl.load(cy + DP + re, volatile=True) - d_h * h / n
+            d_m = tl.load(cy + 2 * DP + re, volatile=True)
             d_o_pre = d_h * (c * o_gate / n) * (1.0 - o_gate)
             d_z_pre = d_c * i_gate * (1.0 - z_act * z_act)
             d_i = d_c * i_gate * z_act + d_n * i_gate
@@ -133,9 +136,12 @@ def slstm_bwd(
     carry[:, :, 0, :dim] = dc_t
     carry[:, :, 1, :dim] = dn_t
     carry[:, :, 2, :dim] = dm_t
+    # num_stages=1: steps talk through global memory (barrier-ordered stores, then loads); triton's
+    # software pipelining would prefetch the next step's loads ahead of this step's stores. On an H100
+    # (D=128, 8 warps) that gave wrong gradients in some (batch, head) programs.
     _slstm_bwd_kernel[(batch * heads,)](
         pre, R, h_all, c_all, n_all, m_all, dh, d_pre, carry,
-        seq, heads, dim, dp, bj, num_warps=4 if dp * bj <= 2048 else 8,
+        seq, heads, dim, dp, bj, num_warps=4 if dp * bj <= 2048 else 8, num_stages=1,
     )  # fmt: skip
     dc0, dn0, dm0, dh0 = carry[..., :dim].unbind(2)
     return d_pre, dh0, dc0, dn0, dm0

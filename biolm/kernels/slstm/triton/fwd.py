@@ -135,8 +135,11 @@ def slstm_fwd(
         buf[:, :, 0] = init
     dp = padded(dim)
     bj = block_out(dp, block)
+    # num_stages=1: steps talk through global memory (barrier-ordered stores, then loads); triton's
+    # software pipelining would prefetch the next step's loads ahead of this step's stores. On an H100
+    # (D=128, 8 warps) that gave wrong gradients in some (batch, head) programs.
     _slstm_fwd_kernel[(batch * heads,)](
         gx, R, R if bias is None else bias, pre, *states,
-        seq, heads, dim, dp, bj, bias is not None, num_warps=4 if dp * bj <= 2048 else 8,
+        seq, heads, dim, dp, bj, bias is not None, num_warps=4 if dp * bj <= 2048 else 8, num_stages=1,
     )  # fmt: skip
     return pre, *states
