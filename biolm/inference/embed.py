@@ -38,6 +38,9 @@ def embed_ids(
     Every sequence is read after a `<bos>` token, as in training; the `<bos>` position is not pooled.
     Sequences are batched by length; a batch is fed `chunk_len` positions at a time with the recurrent
     state carried over, so memory depends on the chunk length, not on the sequence length.
+    Bidirectional and reverse-complement models (`config.stateless`) see each sequence whole: their
+    reverse pass needs the end first, so there is no state to carry, and rows are packed back to back
+    (`cu_seqlens`) so that padding never enters a reverse pass.
 
     Args:
         model: a loaded `BioLM` with `model.tokenizer`.
@@ -71,6 +74,11 @@ def embed_ids(
         ids[:, 0] = bos
         for r, i in enumerate(rows):
             ids[r, 1 : len(sequences[i]) + 1] = torch.from_numpy(np.asarray(sequences[i], dtype=np.int64))
+        if model.config.stateless:
+            out[rows] = _embed_packed(model, ids, lengths, device)
+            bar.update(int(lengths.sum()))
+            start = stop
+            continue
         # Causal model: right padding cannot change earlier positions; it is only masked out of the mean.
         positions = torch.arange(longest)
         keep = ((positions >= 1) & (positions <= lengths[:, None])).float()
@@ -85,3 +93,14 @@ def embed_ids(
         start = stop
     bar.close()
     return out
+
+
+def _embed_packed(model: BioLM, ids: torch.Tensor, lengths: torch.Tensor, device) -> np.ndarray:
+    """Mean-pooled hidden states of whole sequences packed into one row; ids [R, L] with <bos> first."""
+    rows = [ids[r, : int(n) + 1] for r, n in enumerate(lengths)]
+    bounds = torch.tensor([0] + [len(x) for x in rows]).cumsum(0)
+    packed = torch.cat(rows)[None].to(device)
+    hidden = model(packed, cu_seqlens=bounds.to(device)).hidden[0].float()
+    # Each document's mean skips its <bos> position.
+    means = [hidden[int(a) + 1 : int(b)].mean(0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return torch.stack(means).cpu().numpy()
