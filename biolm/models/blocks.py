@@ -146,6 +146,7 @@ class MLSTMBlock(nn.Module):
 
 
 # Imported here, at the bottom, because the registry is the only thing in this module that needs them.
+from biolm.models.block_xlstm7b import XLSTM7BBlock  # noqa: E402
 from biolm.models.blocks_extra import AttentionBlock, LinearAttentionBlock, SLSTMBlock  # noqa: E402
 
 BLOCK_CLASSES: dict[str, type[nn.Module]] = {
@@ -153,4 +154,5 @@ BLOCK_CLASSES: dict[str, type[nn.Module]] = {
     "s": SLSTMBlock,
     "a": LinearAttentionBlock,
     "t": AttentionBlock,
+    "x": XLSTM7BBlock,
 }

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from biolm.errors import ConfigError
 
 # Block types that exist today; the letters follow DESIGN.md.
-AVAILABLE_BLOCKS = {"m": "mLSTM", "s": "sLSTM", "a": "gated linear attention", "t": "softmax attention"}
+AVAILABLE_BLOCKS = {
+    "m": "mLSTM",
+    "s": "sLSTM",
+    "a": "gated linear attention",
+    "t": "softmax attention",
+    "x": "xLSTM-7B mLSTM (mLSTM at d_model + SwiGLU)",
+}
+# Blocks that split d_model itself into heads of even width (RoPE rotates pairs of head channels).
+_SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 # Complement of each id of the DNA tokenizer: specials 0-5 and N (10) map to themselves, A C G T = 6..9.
 DNA_COMPLEMENT = [0, 1, 2, 3, 4, 5, 9, 8, 7, 6, 10]
@@ -28,8 +36,8 @@ class ModelConfig:
         qkv_block_size: q, k and v are block-diagonal projections with blocks of this size, as in
             the xLSTM paper; this keeps the layer's parameter count close to the reference models.
         conv_kernel: width of the causal depthwise convolution in front of q and k (1 disables it).
-        ffn_factor: the gated feed-forward of the s, a and t blocks has width `ffn_factor * d_model`,
-            rounded up to a multiple of 64 (xLSTM paper: 4/3 for sLSTM blocks).
+        ffn_factor: the gated feed-forward of the s, a, t and x blocks has width `ffn_factor * d_model`,
+            rounded up to a multiple of 64 (xLSTM paper: 4/3 for sLSTM blocks; xLSTM-7B: 8/3).
         chunk_size: chunk length of the chunkwise mLSTM and linear-attention kernels.
         backend: kernel backend, "auto" | "torch" | "triton" | "reference".
         tie_embeddings: share the input embedding with the output projection.
@@ -44,6 +52,10 @@ class ModelConfig:
             reverse-complement half reads the sequence from the other end, i.e. it sees the future:
             train it with the masked objective (usually with `bidirectional`), never as a causal LM.
             Needs `complement`; has no recurrent state across calls.
+        qk_dim_factor: x blocks: q and k are `qk_dim_factor * d_model` wide over all heads (xLSTM-7B: 0.5).
+        v_dim_factor: x blocks: v (and the mLSTM output) is `v_dim_factor * d_model` wide (xLSTM-7B: 1).
+        gate_soft_cap: x blocks: input and forget gate pre-activations pass through
+            `cap * tanh(x / cap)` (xLSTM-7B: 15); 0 disables the cap.
         complement: the token id of each id's complement, a permutation of `range(vocab_size)` that is
             its own inverse (specials map to themselves). For the DNA tokenizer it is
             `DNATokenizer().complement_table.tolist()`, i.e. `DNA_COMPLEMENT`. Used by
@@ -66,6 +78,9 @@ class ModelConfig:
     norm_eps: float = 1e-5
     bidirectional: bool = False
     rc_equivariant: bool = False
+    qk_dim_factor: float = 0.5
+    v_dim_factor: float = 1.0
+    gate_soft_cap: float = 15.0
     complement: list[int] | None = None
 
     def __post_init__(self) -> None:
@@ -82,14 +97,31 @@ class ModelConfig:
             raise ConfigError(
                 f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
             )
+        for name in ("qk_dim_factor", "v_dim_factor"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.gate_soft_cap < 0:
+            raise ConfigError(f"model.gate_soft_cap must be >= 0 (0: no cap), got {self.gate_soft_cap}")
         # block_types() validates the pattern here, before any weights exist.
-        if set(self.block_types()) - {"m"} and self.d_model % (2 * self.num_heads):
+        if set(self.block_types()) & _SPLIT_D_MODEL and self.d_model % (2 * self.num_heads):
             # s, a and t split d_model itself into heads, and RoPE rotates pairs of head channels.
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be a multiple of 2 * model.num_heads "
                 f"({2 * self.num_heads}) for block types s, a and t"
             )
         self._check_complement()
+        if "x" in self.block_types():
+            self._check_x_dims()
+
+    def _check_x_dims(self) -> None:
+        # Checked at the width the blocks are built with (half of d_model with rc_equivariant).
+        block = self.block_config()
+        for name, dim in (("qk_dim_factor", block.qk_dim), ("v_dim_factor", block.v_dim)):
+            if dim < self.num_heads or dim % self.num_heads:
+                raise ConfigError(
+                    f"model.{name} * block width ({block.d_model}) = {dim} must be a positive multiple of "
+                    f"model.num_heads ({self.num_heads}) for block type x"
+                )
 
     def _check_complement(self) -> None:
         if self.complement is not None:
@@ -112,7 +144,7 @@ class ModelConfig:
             )
         if self.d_model % 2:
             raise ConfigError(f"model.rc_equivariant needs an even model.d_model, got {self.d_model}")
-        if set(self.block_types()) - {"m"} and self.d_model % (4 * self.num_heads):
+        if set(self.block_types()) & _SPLIT_D_MODEL and self.d_model % (4 * self.num_heads):
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be a multiple of 4 * model.num_heads "
                 f"({4 * self.num_heads}) for block types s, a and t with model.rc_equivariant "
@@ -142,6 +174,16 @@ class ModelConfig:
         multiple = self.num_heads * self.qkv_block_size
         raw = int(round(self.proj_factor * self.d_model))
         return -(-raw // multiple) * multiple
+
+    @property
+    def qk_dim(self) -> int:
+        """Width of q and k of an x block over all heads: `int(qk_dim_factor * d_model)` (as xLSTMLarge)."""
+        return int(self.qk_dim_factor * self.d_model)
+
+    @property
+    def v_dim(self) -> int:
+        """Width of v of an x block over all heads: `int(v_dim_factor * d_model)` (as xLSTMLarge)."""
+        return int(self.v_dim_factor * self.d_model)
 
     def block_types(self) -> list[str]:
         """The block letter of each layer, after expanding a one-letter pattern."""

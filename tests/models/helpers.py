@@ -7,7 +7,7 @@ import torch
 from biolm.models import BioLM, ModelConfig
 from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
 
-PATTERNS = ["m", "s", "a", "t", "msat"]
+PATTERNS = ["m", "s", "a", "t", "x", "msatx"]
 
 
 def tiny_config(pattern: str, **overrides) -> ModelConfig:

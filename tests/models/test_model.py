@@ -62,7 +62,7 @@ def test_load_missing_directory(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(pattern="mx", n_layers=2), "unknown block type 'x'"),
+        (dict(pattern="mq", n_layers=2), "unknown block type 'q'"),
         (dict(pattern="mmm", n_layers=2), "one letter per layer"),
         (dict(d_model=0), "d_model"),
         (dict(backend="cuda"), "model.backend"),

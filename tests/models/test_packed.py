@@ -7,8 +7,8 @@ import torch
 
 from biolm.models import BioLM, ModelConfig
 from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
+from tests.models.helpers import PATTERNS
 
-PATTERNS = ["m", "s", "a", "t", "msat"]
 LENGTHS = [5, 9, 4]
 
 

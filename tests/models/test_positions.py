@@ -50,7 +50,7 @@ def test_arange_positions_equal_none(pattern):
     torch.testing.assert_close(model(ids, position_ids=positions).logits, model(ids).logits, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("pattern", ["m", "s", "a"])
+@pytest.mark.parametrize("pattern", ["m", "s", "a", "x"])
 def test_recurrent_blocks_ignore_positions(pattern):
     model = make_model(pattern)
     ids = torch.randint(6, 11, (1, 13))
