@@ -32,6 +32,7 @@ from torch import nn
 from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
 from biolm.models.blocks_extra import _init_out_proj, _ResidualBlock, _state_dtype
 from biolm.models.config import ModelConfig
+from biolm.models.fused import RMSNorm
 from biolm.models.layers import MultiHeadNorm
 
 
@@ -85,9 +86,7 @@ class XLSTM7BLayer(nn.Module):
         linears = (self.q, self.k, self.v, self.ogate, self.igate, self.fgate)
         weight = torch.cat([lin.weight for lin in linears])
         # The gate biases are added after the split: the projections of q, k, v and o have none.
-        out = F.linear(x, weight)
-        sizes = [lin.out_features for lin in linears]
-        q, k, v, o, i, f = out.split(sizes, dim=-1)
+        q, k, v, o, i, f = F.linear(x, weight).split([lin.out_features for lin in linears], dim=-1)
         i = soft_cap(i + self.igate.bias, self.gate_soft_cap)
         f = soft_cap(f + self.fgate.bias, self.gate_soft_cap)
         heads = (self.num_heads, -1)
@@ -135,6 +134,6 @@ class XLSTM7BBlock(_ResidualBlock):
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__(config)
         # xLSTM-7B pre-norms are RMSNorms (weight only), where biolm's other blocks use LayerNorm.
-        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
-        self.ffn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.norm = RMSNorm(config.d_model, eps=config.norm_eps)
+        self.ffn_norm = RMSNorm(config.d_model, eps=config.norm_eps)
         self.mixer = XLSTM7BLayer(config)
