@@ -5,11 +5,12 @@ A training step is forward, next-token cross-entropy, backward and an AdamW step
 ``--threads`` threads (default 2). Tokens/s = batch x context / median step time.
 
 Table 1 (peer): at d_model 256, 4 blocks, 4 heads, vocabulary 16, batch 8 x 1024, the xlstm package's
-``xLSTMLarge`` (chunkwise--native_custbw kernels) against biolm's mLSTM model. The two blocks are not
-the same design (xLSTMLarge is the xLSTM-7B block: mLSTM at d_model, then a SwiGLU feed-forward;
-biolm's ``m`` is the xLSTM-paper pre-up-projection block with no feed-forward), so biolm is timed
-twice: as the Bio-xLSTM papers use it (proj_factor 2) and with proj_factor 4, which matches the
-peer's parameter count. Models of one table are timed round-robin, so that load from other processes
+``xLSTMLarge`` (chunkwise--native_custbw kernels) against biolm. The like-for-like row is biolm's ``x``
+block, the same design as xLSTMLarge's (the xLSTM-7B block: mLSTM at d_model with q/k at half width,
+soft-capped gates, output gate, then a SwiGLU feed-forward of factor 8/3) with the same parameter count
+(3,231,008; tests/models/test_block_xlstm7b.py checks it). biolm's ``m`` block, the xLSTM-paper
+pre-up-projection block that the Bio-xLSTM papers use, is timed too (proj_factor 2, no feed-forward;
+half the parameters). Models of one table are timed round-robin, so that load from other processes
 hits them alike.
 
 Table 2 (context): the models of the recipes ``dna/xlstm_2m_*`` (pattern m) and ``dna/transformer_2m_*``
@@ -116,8 +117,10 @@ def peer_table(reps: int, warmup: int) -> list[str]:
     peer = build_peer()
     if peer is not None:
         models["xlstm xLSTMLarge (native_custbw)"] = peer
+    models["biolm x (xLSTM-7B block, like for like)"] = biolm_model(
+        pattern="x", ffn_factor=8 / 3, tie_embeddings=False
+    )
     models["biolm m, proj_factor 2 (paper block)"] = biolm_model(proj_factor=2.0)
-    models["biolm m, proj_factor 4 (peer's size)"] = biolm_model(proj_factor=4.0)
     steps = {name: train_step(model, ids) for name, model in models.items()}
     seconds = interleaved_medians(steps, reps, warmup)
     peer_name = next(iter(models)) if peer is not None else None
