@@ -8,8 +8,9 @@ import sys
 
 from biolm import __version__
 from biolm.cli import embed, generate, info, train
+from biolm.cli import eval as eval_command
 
-COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info}
+COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info, "eval": eval_command}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,229 @@
+"""Full fine-tuning of a pretrained backbone with a small head, as a LightningModule.
+
+The head reads the mean of the final hidden states over each sequence's own positions (not `<bos>`,
+not padding). Causal models read right-padded batches (padding cannot change earlier positions);
+bidirectional / RC-equivariant models (`config.stateless`) read their rows packed back to back with
+`cu_seqlens`, as `biolm.inference.embed` does, so that padding never enters a reverse pass.
+Training uses AdamW; Lightning's EarlyStopping and ModelCheckpoint on the validation metric pick the
+best epoch, whose weights are restored before predicting the test rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from biolm.evaluation.metrics import PRIMARY, classification_metrics, regression_metrics, score_for_selection
+from biolm.models import BioLM
+
+HEADS = ("linear", "mlp")
+
+
+def collate(batch: list[tuple[np.ndarray, float]], bos_id: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of (token ids, label) -> `input_ids` [B, 1 + max len] (<bos> first, right-padded),
+    `lengths` [B] (tokens after <bos>) and `labels` [B]."""
+    lengths = torch.tensor([len(ids) for ids, _ in batch])
+    ids = torch.full((len(batch), int(lengths.max()) + 1), pad_id, dtype=torch.long)
+    ids[:, 0] = bos_id
+    for r, (seq, _) in enumerate(batch):
+        ids[r, 1 : len(seq) + 1] = torch.from_numpy(np.asarray(seq, dtype=np.int64))
+    labels = torch.tensor(np.array([y for _, y in batch]))
+    return {"input_ids": ids, "lengths": lengths, "labels": labels}
+
+
+def make_loader(
+    ids: Sequence[np.ndarray], labels: np.ndarray, tokenizer, batch_size: int, shuffle: bool, seed: int
+):
+    """A DataLoader of `collate` batches; shuffling is drawn from `seed`."""
+    rows = list(zip(ids, labels.tolist(), strict=True))
+    return DataLoader(
+        rows,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        collate_fn=lambda b: collate(b, tokenizer.bos_id, tokenizer.pad_id),
+    )
+
+
+class FineTuneTask(L.LightningModule):
+    """Backbone + head for sequence classification or regression.
+
+    Args:
+        backbone: a pretrained `BioLM` (trained in place).
+        task: "classification" or "regression".
+        n_outputs: number of classes, or 1 for regression.
+        head: "linear" or "mlp" (one hidden layer of d_model, GELU).
+        lr, weight_decay: AdamW settings.
+        target_mean, target_sd: regression targets are standardised with these for the loss;
+            predictions are returned in the original units.
+    """
+
+    def __init__(
+        self,
+        backbone: BioLM,
+        task: str,
+        n_outputs: int,
+        *,
+        head: str = "linear",
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        target_mean: float = 0.0,
+        target_sd: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.task = task
+        d = backbone.config.d_model
+        if head == "linear":
+            self.head = torch.nn.Linear(d, n_outputs)
+        else:
+            self.head = torch.nn.Sequential(
+                torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, n_outputs)
+            )
+        self.lr, self.weight_decay = lr, weight_decay
+        self.target_mean, self.target_sd = target_mean, target_sd
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def pooled(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, d_model] mean of the hidden states at positions 1..length of each row."""
+        if self.backbone.config.stateless:
+            rows = [input_ids[r, : int(n) + 1] for r, n in enumerate(lengths)]
+            bounds = torch.tensor([0] + [len(x) for x in rows]).cumsum(0).to(input_ids.device)
+            hidden = self.backbone(torch.cat(rows)[None], cu_seqlens=bounds).hidden[0]
+            spans = zip(bounds[:-1], bounds[1:], strict=True)
+            return torch.stack([hidden[int(a) + 1 : int(b)].mean(0) for a, b in spans])
+        hidden = self.backbone(input_ids).hidden
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        keep = ((positions >= 1) & (positions <= lengths[:, None])).to(hidden.dtype)
+        return (hidden * keep[..., None]).sum(1) / lengths[:, None].to(hidden.dtype)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, K] logits (classification) or [B] predictions in target units (regression)."""
+        out = self.head(self.pooled(input_ids, lengths).float())
+        if self.task == "classification":
+            return out
+        return out[:, 0] * self.target_sd + self.target_mean
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self(batch["input_ids"], batch["lengths"])
+        if self.task == "classification":
+            return F.cross_entropy(out, batch["labels"].long()), out
+        scale = (out - batch["labels"].float()) / self.target_sd
+        return (scale**2).mean(), out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["lengths"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, out = self._loss(batch)
+        self.log("val_loss", loss, batch_size=len(batch["lengths"]))
+        self._val_outputs.append((out.detach().cpu(), batch["labels"].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        out = torch.cat([o for o, _ in self._val_outputs]).numpy()
+        y = torch.cat([y for _, y in self._val_outputs]).numpy()
+        self._val_outputs.clear()
+        metrics = evaluate_outputs(self.task, y, out)
+        # NaN (e.g. constant predictions) counts as the worst score, so checkpointing stays well defined.
+        self.log("val_score", score_for_selection(metrics, PRIMARY[self.task]), prog_bar=True)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch["input_ids"], batch["lengths"])
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def evaluate_outputs(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """Metrics of raw model outputs: logits [N, K] (softmaxed here) or predictions [N]."""
+    if task == "classification":
+        proba = torch.softmax(torch.as_tensor(out, dtype=torch.float64), dim=-1).numpy()
+        return classification_metrics(y, proba)
+    return regression_metrics(y, out)
+
+
+def finetune(
+    backbone: BioLM,
+    task: str,
+    n_outputs: int,
+    train: tuple[Sequence[np.ndarray], np.ndarray],
+    valid: tuple[Sequence[np.ndarray], np.ndarray],
+    test: tuple[Sequence[np.ndarray], np.ndarray],
+    *,
+    seed: int = 0,
+    head: str = "linear",
+    lr: float = 1e-4,
+    weight_decay: float = 0.01,
+    batch_size: int = 16,
+    max_epochs: int = 10,
+    max_steps: int = -1,
+    patience: int = 3,
+    accelerator: str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Fine-tune `backbone` on (token ids, labels) rows and predict the test rows with the best epoch.
+
+    Returns:
+        Test outputs: [N, K] class probabilities or [N] predictions.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    tok = backbone.tokenizer
+    y_train = np.asarray(train[1])
+    mean, sd = (
+        (0.0, 1.0) if task == "classification" else (float(y_train.mean()), float(y_train.std() or 1.0))
+    )
+    module = FineTuneTask(
+        backbone.train(),
+        task,
+        n_outputs,
+        head=head,
+        lr=lr,
+        weight_decay=weight_decay,
+        target_mean=mean,
+        target_sd=sd,
+    )
+    loaders = [
+        make_loader(*train, tok, batch_size, True, seed),
+        make_loader(*valid, tok, batch_size, False, seed),
+        make_loader(*test, tok, batch_size, False, seed),
+    ]
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="biolm-finetune-") as workdir, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, about torch's pytree
+        checkpoint = ModelCheckpoint(dirpath=workdir, monitor="val_score", mode="max", save_top_k=1)
+        stopping = EarlyStopping(monitor="val_score", mode="max", patience=patience)
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            callbacks=[checkpoint, stopping],
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=workdir,
+            deterministic=False,
+        )
+        trainer.fit(module, loaders[0], loaders[1])
+        ckpt = "best" if checkpoint.best_model_path else None
+        outputs = trainer.predict(module, loaders[2], ckpt_path=ckpt)
+    out = torch.cat(outputs).double()
+    if task == "classification":
+        out = torch.softmax(out, dim=-1)
+    return out.numpy()

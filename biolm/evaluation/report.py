@@ -1,0 +1,126 @@
+"""The evaluation report: report.md, PNG plots and metrics.json, written atomically into one directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+Plot = Callable[[object], None]  # draws on a matplotlib Axes
+
+
+def format_metric(summary: dict) -> str:
+    """`0.812 ± 0.013` (mean ± sample sd over seeds)."""
+    mean, sd = summary["mean"], summary["sd"]
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.4f} ± {sd:.4f}"
+
+
+def markdown(title: str, facts: dict[str, object], metrics: dict[str, dict], plots: list[str]) -> str:
+    """The report text: facts (data, splits, model, time), a metric table and the plots."""
+    lines = [f"# {title}", ""]
+    lines += [f"- **{key}**: {value}" for key, value in facts.items()]
+    lines += ["", "| metric | mean ± sd | per seed |", "|---|---|---|"]
+    for name, summary in metrics.items():
+        values = ", ".join(f"{v:.4f}" for v in summary["values"])
+        lines.append(f"| {name} | {format_metric(summary)} | {values} |")
+    lines.append("")
+    for name in plots:
+        lines += [f"![{name}]({name}.png)", ""]
+    return "\n".join(lines)
+
+
+def scatter_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str) -> Plot:
+    """A scatter of y against x (e.g. predicted against true values)."""
+
+    def draw(ax) -> None:
+        ax.scatter(x, y, s=6, alpha=0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+
+    return draw
+
+
+def roc_plot(y_true: np.ndarray, proba: np.ndarray, classes: list[str], title: str) -> Plot:
+    """ROC curves: the positive class for two classes, one-vs-rest per present class otherwise."""
+    from sklearn.metrics import roc_curve
+
+    def draw(ax) -> None:
+        k = proba.shape[1]
+        shown = [1] if k == 2 else list(range(k))
+        for c in shown:
+            positive = y_true == c
+            if positive.all() or not positive.any():
+                continue
+            fpr, tpr, _ = roc_curve(positive, proba[:, c])
+            ax.plot(fpr, tpr, label=str(classes[c]))
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(title)
+        if k > 2:
+            ax.legend(fontsize="small")
+
+    return draw
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    title: str,
+    facts: dict[str, object],
+    metrics: dict[str, dict],
+    plots: dict[str, Plot],
+    extra: dict | None = None,
+) -> Path:
+    """Write report.md, one PNG per plot and metrics.json into `out_dir`, replacing it as a whole.
+
+    Everything is written to a temporary sibling first and renamed into place, so an interrupted run
+    never leaves a half-written report (or loses the previous one before the new one is complete).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, draw in plots.items():
+            fig, ax = plt.subplots(figsize=(5, 4))
+            draw(ax)
+            fig.tight_layout()
+            fig.savefig(staging / f"{name}.png", dpi=100)
+            plt.close(fig)
+        (staging / "report.md").write_text(markdown(title, facts, metrics, list(plots)))
+        payload = {
+            "title": title,
+            **{k: _plain(v) for k, v in facts.items()},
+            "metrics": metrics,
+            **(extra or {}),
+        }
+        (staging / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, (int, float, str, bool, list, dict, type(None))) else str(value)

@@ -1,0 +1,207 @@
+"""The evaluation recipes behind `biolm eval`: probe, fine-tune and zero-shot, each ending in a report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biolm.evaluation.labelled import LabelledData, read_labelled
+from biolm.evaluation.metrics import regression_metrics, summarize
+from biolm.evaluation.report import Plot, roc_plot, scatter_plot, write_report
+from biolm.evaluation.splits import PARTS, make_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataOptions:
+    """How to read and split a labelled file (see `read_labelled` and `make_split`)."""
+
+    sequence_column: str | None = None
+    label_column: str | None = None
+    split_column: str | None = None
+    task: str = "auto"
+    split: str = "auto"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+
+
+def load_split_data(path: str | Path, opts: DataOptions) -> tuple[LabelledData, np.ndarray]:
+    """The labelled rows of `path` and their [N] split ("train" / "valid" / "test")."""
+    data = read_labelled(
+        path,
+        sequence_column=opts.sequence_column,
+        label_column=opts.label_column,
+        split_column=opts.split_column,
+        task=opts.task,
+    )
+    split = make_split(
+        len(data),
+        opts.split,
+        column=data.split,
+        smiles=data.sequences if data.is_smiles else None,
+        fractions=opts.fractions,
+        seed=opts.split_seed,
+        source=data.source,
+    )
+    return data, split
+
+
+def _facts(model_dir, data: LabelledData, split: np.ndarray, opts: DataOptions, seeds, started) -> dict:
+    sizes = {part: int(np.sum(split == part)) for part in PARTS}
+    facts = {
+        "model": str(model_dir),
+        "data": data.source,
+        "columns": f"sequence {data.columns['sequence']!r}, label {data.columns['label']!r}",
+        "task": data.task
+        + (f" ({len(data.classes)} classes: {', '.join(data.classes)})" if data.classes else ""),
+        "rows": len(data),
+        "split": f"{opts.split} ({data.columns['split'] or 'seed ' + str(opts.split_seed)})",
+        "split sizes": ", ".join(f"{p} {n}" for p, n in sizes.items()),
+        "seeds": ", ".join(str(s) for s in seeds),
+    }
+    facts["wall time"] = f"{time.perf_counter() - started:.1f} s"
+    return facts
+
+
+def _plots(data: LabelledData, y: np.ndarray, prediction: np.ndarray, seed: int) -> dict[str, Plot]:
+    if data.task == "classification":
+        return {"roc": roc_plot(y, prediction, data.classes, f"test ROC (seed {seed})")}
+    return {"predicted_vs_true": scatter_plot(y, prediction, "true", "predicted", f"test set (seed {seed})")}
+
+
+def _tokenized(model, data: LabelledData):
+    from biolm.inference.embed import tokenize_records
+
+    records = [(f"line {n}", s) for n, s in zip(data.lines, data.sequences, strict=True)]
+    return tokenize_records(model, records, data.source)
+
+
+def run_probe(
+    model_dir, data_path, out_dir, opts: DataOptions, seeds: list[int], *, device="cpu", progress=True
+) -> dict:
+    """Frozen embeddings (`embed_ids`) + a linear probe per seed; returns the metrics summary."""
+    from biolm.evaluation.probe import evaluate, fit_probe, predict
+    from biolm.inference.embed import embed_ids
+    from biolm.models.io import load
+
+    started = time.perf_counter()
+    data, split = load_split_data(data_path, opts)
+    model = load(model_dir, device=device)
+    x = embed_ids(model, _tokenized(model, data), progress=progress)
+    part = {p: split == p for p in PARTS}
+    n_classes = len(data.classes) if data.classes else None
+    runs, chosen, first = [], [], None
+    for seed in seeds:
+        estimator, c = fit_probe(
+            data.task,
+            x[part["train"]],
+            data.labels[part["train"]],
+            x[part["valid"]],
+            data.labels[part["valid"]],
+            seed=seed,
+            n_classes=n_classes,
+        )
+        prediction = predict(data.task, estimator, x[part["test"]], n_classes)
+        runs.append(evaluate(data.task, data.labels[part["test"]], prediction))
+        chosen.append(c)
+        first = first if first is not None else prediction
+    metrics = summarize(runs)
+    facts = _facts(model_dir, data, split, opts, seeds, started)
+    kind = "logistic regression (C)" if data.task == "classification" else "ridge regression (alpha = 1/C)"
+    facts["probe"] = f"{kind} on standardised mean-pooled embeddings; C chosen on valid: {chosen}"
+    write_report(
+        out_dir,
+        "biolm eval probe",
+        facts,
+        metrics,
+        _plots(data, data.labels[part["test"]], first, seeds[0]),
+        {"chosen_C": chosen},
+    )
+    return metrics
+
+
+def run_finetune(
+    model_dir,
+    data_path,
+    out_dir,
+    opts: DataOptions,
+    seeds: list[int],
+    *,
+    device="cpu",
+    progress=True,
+    **train_options,
+) -> dict:
+    """Full fine-tuning (`finetune.finetune`) per seed from the pretrained weights; returns the summary."""
+    from biolm.evaluation.finetune import finetune
+    from biolm.evaluation.probe import evaluate
+    from biolm.models.io import load
+
+    started = time.perf_counter()
+    data, split = load_split_data(data_path, opts)
+    if not np.any(split == "valid"):
+        log.warning("no validation rows: early stopping and checkpoint selection use the training rows")
+    ids = None
+    n_outputs = len(data.classes) if data.classes else 1
+    rows = {}
+    runs, first = [], None
+    for seed in seeds:
+        backbone = load(model_dir, device=device)
+        if ids is None:
+            ids = _tokenized(backbone, data)
+            for p in PARTS:
+                # Without validation rows, selection falls back to the training rows (warned above).
+                keep = np.flatnonzero(split == (p if p != "valid" or np.any(split == p) else "train"))
+                rows[p] = ([ids[i] for i in keep], data.labels[keep])
+        prediction = finetune(
+            backbone,
+            data.task,
+            n_outputs,
+            rows["train"],
+            rows["valid"],
+            rows["test"],
+            seed=seed,
+            accelerator="cpu" if str(device) == "cpu" else "gpu",
+            progress=progress,
+            **train_options,
+        )
+        runs.append(evaluate(data.task, rows["test"][1], prediction))
+        first = first if first is not None else prediction
+    metrics = summarize(runs)
+    facts = _facts(model_dir, data, split, opts, seeds, started)
+    facts["fine-tuning"] = ", ".join(f"{k} {v}" for k, v in train_options.items())
+    write_report(
+        out_dir, "biolm eval finetune", facts, metrics, _plots(data, rows["test"][1], first, seeds[0])
+    )
+    return metrics
+
+
+def run_zeroshot(model_dir, scan_path, out_dir, *, device="cpu", progress=True) -> dict:
+    """Zero-shot scores of every variant of a deep mutational scan; returns the metrics summary."""
+    from biolm.evaluation.zeroshot import read_scan, score_scan
+    from biolm.models.io import load
+
+    started = time.perf_counter()
+    scan = read_scan(scan_path)
+    model = load(model_dir, device=device)
+    scores, method = score_scan(model, scan, progress=progress)
+    result = {"spearman": regression_metrics(scan.scores, scores)["spearman"]}
+    metrics = summarize([result])
+    facts = {
+        "model": str(model_dir),
+        "data": scan.source,
+        "variants scored": len(scores),
+        "wild type length": len(scan.wild_type),
+        "score": method,
+        "wall time": f"{time.perf_counter() - started:.1f} s",
+    }
+    rho = result["spearman"]
+    title = f"Spearman {rho:.3f}" if not math.isnan(rho) else "Spearman n/a"
+    plots = {"score_vs_dms": scatter_plot(scan.scores, scores, "DMS_score", "model score", title)}
+    write_report(out_dir, "biolm eval zeroshot", facts, metrics, plots, {"variants": len(scores)})
+    return metrics

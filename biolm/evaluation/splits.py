@@ -1,0 +1,113 @@
+"""Train/valid/test splits: the file's own split column, a seeded random split, or a scaffold split."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from biolm.errors import InputError
+
+PARTS = ("train", "valid", "test")
+METHODS = ("auto", "column", "random", "scaffold")
+
+
+def check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Validate (train, valid, test) fractions: three non-negative numbers summing to 1, train > 0."""
+    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise InputError(
+            f"split fractions must be three numbers >= 0 summing to 1 (train > 0), got {fractions}"
+        )
+    return tuple(float(f) for f in fractions)
+
+
+def random_split(n: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """[n] part names: a seeded permutation cut at the fractions (same seed, same split)."""
+    fractions = check_fractions(fractions)
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_valid = int(round(fractions[1] * n))
+    out = np.full(n, "test", dtype=object)
+    out[order[:n_train]] = "train"
+    out[order[n_train : n_train + n_valid]] = "valid"
+    return out.astype(str)
+
+
+def murcko_scaffold(smiles: str) -> str:
+    """Bemis-Murcko scaffold SMILES (RDKit); acyclic molecules share the empty scaffold."""
+    from rdkit import rdBase
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    with rdBase.BlockLogs():
+        return MurckoScaffold.MurckoScaffoldSmiles(smiles=smiles, includeChirality=False)
+
+
+def scaffold_split(smiles: list[str], fractions: tuple[float, float, float]) -> np.ndarray:
+    """[n] part names with every Bemis-Murcko scaffold on one side only.
+
+    Deterministic, as in DeepChem and MoleculeNet: scaffold groups are taken largest first (ties by
+    first occurrence) and fill train, then valid, then test, so the rarest scaffolds land in test.
+    """
+    fractions = check_fractions(fractions)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(smiles):
+        groups[murcko_scaffold(s)].append(i)
+    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    n = len(smiles)
+    out = np.full(n, "test", dtype=object)
+    limits = (fractions[0] * n, (fractions[0] + fractions[1]) * n)
+    filled = 0
+    for group in ordered:
+        if filled + len(group) <= limits[0]:
+            out[group] = "train"
+        elif filled + len(group) <= limits[1]:
+            out[group] = "valid"
+        filled += len(group)
+    return out.astype(str)
+
+
+def make_split(
+    n: int,
+    method: str,
+    *,
+    column: np.ndarray | None = None,
+    smiles: list[str] | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    source: str = "data",
+) -> np.ndarray:
+    """The split of n rows by `method`.
+
+    "auto" uses the file's split column when there is one, else a random split. A column without
+    validation rows (e.g. MoleculeACE's train/test) gets a validation share of its training rows,
+    drawn with `seed` (fractions[1] / (fractions[0] + fractions[1]) of them).
+
+    Raises:
+        InputError: an unknown method, "column" without a column, "scaffold" without SMILES, or a split
+            with no training or no test rows.
+    """
+    if method not in METHODS:
+        raise InputError(f"split must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "auto":
+        method = "column" if column is not None else "random"
+    if method == "column":
+        if column is None:
+            raise InputError(f"{source}: --split column but the file has no split column")
+        out = np.asarray(column).astype(str).copy()
+        train = np.flatnonzero(out == "train")
+        if not np.any(out == "valid") and fractions[1] > 0:
+            share = fractions[1] / (fractions[0] + fractions[1])
+            pick = np.random.default_rng(seed).permutation(train)[: int(round(share * len(train)))]
+            out[pick] = "valid"
+    elif method == "random":
+        out = random_split(n, fractions, seed)
+    else:
+        if smiles is None:
+            raise InputError(
+                f"{source}: --split scaffold needs SMILES (name the column with --sequence-column)"
+            )
+        out = scaffold_split(smiles, fractions)
+    for part in ("train", "test"):
+        if not np.any(out == part):
+            raise InputError(f"{source}: the {method} split leaves no {part} rows ({n} rows)")
+    return out

@@ -1,0 +1,173 @@
+"""Zero-shot variant-effect scores of a deep mutational scan (ProteinGym CSV format).
+
+Score of a variant = log-likelihood(mutant) - log-likelihood(wild type):
+
+- causal models: log p(x_1 .. x_L, <eos> | <bos>), the sum of next-token log-probabilities of the
+  whole sequence and its end, for the mutant and the wild type;
+- masked (bidirectional / RC-equivariant, `config.stateless`) models, which have no sequence
+  likelihood: the masked marginal of Meier et al. (2021), the sum over mutated positions i of
+  log p(mutant_i) - log p(wild-type_i), both read at position i of the wild type with position i
+  masked. One forward pass per mutated position of the wild type, shared by all variants.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from biolm.errors import InputError
+from biolm.evaluation.labelled import _open
+from biolm.evaluation.mutations import Mutation, parse_mutant, reconstruct_wild_type
+from biolm.models import BioLM
+from biolm.tokenizers import TokenizationError
+
+DMS_COLUMNS = ("mutant", "mutated_sequence", "DMS_score")
+
+
+@dataclass
+class Scan:
+    """A deep mutational scan: its variants and the wild type they share."""
+
+    source: str
+    wild_type: str
+    mutants: list[str]
+    mutations: list[list[Mutation]]
+    sequences: list[str]
+    scores: np.ndarray  # [N] DMS_score
+    lines: list[int]
+
+
+def read_scan(path: str | os.PathLike) -> Scan:
+    """Read a ProteinGym-style CSV (`mutant,mutated_sequence,DMS_score[,...]`) and its wild type.
+
+    Raises:
+        InputError: a missing/empty file, a missing column, a bad mutation or score, or a row whose
+            wild type disagrees with the others, naming file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with _open(path) as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames:
+                raise InputError(f"{path}: empty file, no header")
+            missing = [c for c in DMS_COLUMNS if c not in reader.fieldnames]
+            if missing:
+                raise InputError(
+                    f"{path}: missing column(s) {', '.join(missing)}; a scan needs {', '.join(DMS_COLUMNS)}"
+                )
+            rows = [(reader.line_num, row) for row in reader]
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot read ({err})") from None
+    if not rows:
+        raise InputError(f"{path}: no variants after the header")
+    mutants, mutations, sequences, scores, lines = [], [], [], [], []
+    for line, row in rows:
+        mutant, sequence = (row["mutant"] or "").strip(), (row["mutated_sequence"] or "").strip()
+        try:
+            mutations.append(parse_mutant(mutant))
+            scores.append(float(row["DMS_score"]))
+        except InputError as err:
+            raise InputError(f"{path}: line {line}: {err}") from None
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: line {line}: DMS_score {row['DMS_score']!r} is not a number") from None
+        mutants.append(mutant)
+        sequences.append(sequence)
+        lines.append(line)
+    wild_type = reconstruct_wild_type(list(zip(lines, mutants, sequences, strict=True)), str(path))
+    return Scan(str(path), wild_type, mutants, mutations, sequences, np.array(scores), lines)
+
+
+def _encode(model: BioLM, sequence: str, record: str, source: str) -> np.ndarray:
+    try:
+        return model.tokenizer.encode(sequence, record=record)
+    except TokenizationError as err:
+        raise InputError(f"{source}: {err}") from None
+
+
+@torch.no_grad()
+def causal_log_likelihoods(
+    model: BioLM, sequences: list[np.ndarray], *, batch_tokens: int = 16384, progress: bool = False
+) -> np.ndarray:
+    """[N] log p(x, <eos> | <bos>) in nats (float64) of token-id arrays under a causal model."""
+    device = next(model.parameters()).device
+    tok = model.tokenizer
+    out = np.zeros(len(sequences))
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    bar = tqdm(total=len(sequences), unit="seq", desc="scoring", disable=not progress)
+    start = 0
+    while start < len(order):
+        width = len(sequences[order[start]]) + 2
+        stop = start + 1
+        while stop < len(order) and (stop - start + 1) * (len(sequences[order[stop]]) + 2) <= batch_tokens:
+            stop += 1
+        rows = order[start:stop]
+        width = max(len(sequences[i]) for i in rows) + 2
+        ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
+        for r, i in enumerate(rows):
+            seq = np.concatenate([[tok.bos_id], sequences[i], [tok.eos_id]]).astype(np.int64)
+            ids[r, : len(seq)] = torch.from_numpy(seq)
+        # Right padding cannot change the earlier positions of a causal model; it is masked below.
+        logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)[:, :-1]
+        targets = ids[:, 1:].to(device)
+        picked = logp.gather(-1, targets[..., None])[..., 0]
+        lengths = torch.tensor([len(sequences[i]) + 1 for i in rows], device=device)
+        keep = torch.arange(width - 1, device=device)[None] < lengths[:, None]
+        out[rows] = (picked * keep).sum(dim=1).cpu().numpy()
+        bar.update(len(rows))
+        start = stop
+    bar.close()
+    return out
+
+
+@torch.no_grad()
+def masked_log_probs(
+    model: BioLM, wild_type: np.ndarray, positions: list[int], *, batch_rows: int = 32, progress: bool = False
+) -> dict[int, np.ndarray]:
+    """{1-based position: [vocab] log-probabilities there with that position masked} (float64).
+
+    The wild type is read as `<bos>` + tokens, as in `embed_ids`.
+    """
+    device = next(model.parameters()).device
+    tok = model.tokenizer
+    base = torch.from_numpy(np.concatenate([[tok.bos_id], wild_type]).astype(np.int64))
+    out = {}
+    bar = tqdm(total=len(positions), unit="pos", desc="masked marginals", disable=not progress)
+    for start in range(0, len(positions), batch_rows):
+        chunk = positions[start : start + batch_rows]
+        ids = base.repeat(len(chunk), 1)
+        for r, pos in enumerate(chunk):
+            ids[r, pos] = tok.mask_id  # position pos sits at index pos after <bos>
+        logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)
+        for r, pos in enumerate(chunk):
+            out[pos] = logp[r, pos].cpu().numpy()
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+def score_scan(model: BioLM, scan: Scan, *, progress: bool = False) -> tuple[np.ndarray, str]:
+    """([N] scores, method name) of every variant of `scan`, as described in the module docstring."""
+    wt_ids = _encode(model, scan.wild_type, "wild type", scan.source)
+    if not model.config.stateless:
+        ids = [
+            _encode(model, s, f"line {n}", scan.source)
+            for s, n in zip(scan.sequences, scan.lines, strict=True)
+        ]
+        ll = causal_log_likelihoods(model, [wt_ids, *ids], progress=progress)
+        return ll[1:] - ll[0], "log-likelihood ratio (causal)"
+    positions = sorted({pos for muts in scan.mutations for _, pos, _ in muts})
+    logp = masked_log_probs(model, wt_ids, positions, progress=progress)
+    scores = np.zeros(len(scan.mutations))
+    for v, (muts, line) in enumerate(zip(scan.mutations, scan.lines, strict=True)):
+        for wt, pos, mt in muts:
+            pair = _encode(model, wt + mt, f"line {line}", scan.source)
+            scores[v] += logp[pos][pair[1]] - logp[pos][pair[0]]
+    return scores, "masked marginal"
