@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from biolm.kernels.varlen import segment_offsets
+from biolm.models.bidirectional import flip_sequence
 from biolm.models.blocks import BLOCK_CLASSES
 from biolm.models.config import ModelConfig
 from biolm.models.rc import rc_equivariant_forward
@@ -28,11 +29,17 @@ class LMOutput:
         state: per-block recurrent state after the last position; pass it to continue the sequence.
             None for packed input (`cu_seqlens`), whose documents are complete, and for bidirectional
             or RC-equivariant models, which cannot continue a sequence.
+        hidden_states: only with `forward(..., output_hidden_states=True)`, else None: n_layers + 1
+            tensors [B, S, d_model], numbered as ESM numbers its layers: 0 is the token embedding, i the
+            residual stream after block i (not normalised), and the last one is `hidden` (after the
+            final norm). For an RC-equivariant model each is laid out as `hidden` is (forward strand's
+            half, then the reverse-complement strand's, aligned with the forward strand).
     """
 
     logits: torch.Tensor
     hidden: torch.Tensor
     state: ModelState | None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 class BioLM(nn.Module):
@@ -80,6 +87,7 @@ class BioLM(nn.Module):
         state: ModelState | None = None,
         cu_seqlens: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> LMOutput:
         """Run the model over a batch of token ids.
 
@@ -94,10 +102,12 @@ class BioLM(nn.Module):
                 in-context family packed into one row. Unlike `cu_seqlens`, information still flows
                 across members; only the attention (`t`) blocks use positions. None means 0, 1, 2, ...
                 (continuing from the state, or restarting per document with `cu_seqlens`).
+            output_hidden_states: also return every layer's hidden states (`LMOutput.hidden_states`),
+                e.g. to embed with an intermediate layer. Off by default: it keeps n_layers + 1 tensors.
 
         Returns:
             `LMOutput` with logits [B, S, vocab_size] and hidden [B, S, d_model]; state None for packed
-            input and for bidirectional or RC-equivariant models.
+            input and for bidirectional or RC-equivariant models; hidden_states as requested.
 
         Raises:
             ValueError: both `state` and `cu_seqlens`, B != 1 or invalid offsets with `cu_seqlens`,
@@ -116,15 +126,26 @@ class BioLM(nn.Module):
                 f"position_ids must be integers of the shape of ids {tuple(ids.shape)}, "
                 f"got {position_ids.dtype} {tuple(position_ids.shape)}"
             )
+        layers: list[torch.Tensor] | None = [] if output_hidden_states else None
         if self.config.rc_equivariant:
+            trunk = self._trunk if layers is None else lambda *a: self._trunk(*a, layers=layers)
             logits, hidden = rc_equivariant_forward(
-                self._trunk, self.lm_head, ids, self.complement, cu_seqlens, position_ids
+                trunk, self.lm_head, ids, self.complement, cu_seqlens, position_ids
             )
-            return LMOutput(logits, hidden, None)
-        x, new_state = self._run_blocks(self.embedding(ids), state, cu_seqlens, position_ids)
+            if layers is not None:
+                layers = [_join_strands(x, ids.shape[1], cu_seqlens) for x in layers[:-1]] + [hidden]
+            return LMOutput(logits, hidden, None, None if layers is None else tuple(layers))
+        x, new_state = self._run_blocks(self.embedding(ids), state, cu_seqlens, position_ids, layers)
         hidden = self.final_norm(x)
         keep_state = cu_seqlens is None and not self.config.stateless
-        return LMOutput(self.lm_head(hidden), hidden, new_state if keep_state else None)
+        if layers is not None:
+            layers[-1] = hidden
+        return LMOutput(
+            self.lm_head(hidden),
+            hidden,
+            new_state if keep_state else None,
+            None if layers is None else tuple(layers),
+        )
 
     def _run_blocks(
         self,
@@ -132,18 +153,28 @@ class BioLM(nn.Module):
         state: ModelState | None,
         cu_seqlens: torch.Tensor | None,
         position_ids: torch.Tensor | None,
+        layers: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, ModelState]:
+        """Blocks over x [B, S, width]; appends the input and every block's output to `layers` if given."""
         new_state = []
+        if layers is not None:
+            layers.append(x)
         for index, block in enumerate(self.blocks):
             x, block_state = block(x, None if state is None else state[index], cu_seqlens, position_ids)
             new_state.append(block_state)
+            if layers is not None:
+                layers.append(x)
         return x, new_state
 
     def _trunk(
-        self, ids: torch.Tensor, cu_seqlens: torch.Tensor | None, position_ids: torch.Tensor | None
+        self,
+        ids: torch.Tensor,
+        cu_seqlens: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        layers: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Embedding, blocks and final norm without state: [B, S] ids -> [B, S, width] hidden."""
-        x, _ = self._run_blocks(self.embedding(ids), None, cu_seqlens, position_ids)
+        x, _ = self._run_blocks(self.embedding(ids), None, cu_seqlens, position_ids, layers)
         return self.final_norm(x)
 
     def _require_causal(self, what: str) -> None:
@@ -176,3 +207,10 @@ class BioLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _join_strands(both: torch.Tensor, length: int, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
+    """One layer of an RC-equivariant trunk, laid out as `hidden`: [2B, S, w] (or [1, 2S, w] packed,
+    as `rc_equivariant_forward` runs it) -> [B, S, 2w], the RC strand flipped back to forward order."""
+    fwd, rc = both.chunk(2) if cu_seqlens is None else (both[:, :length], both[:, length:])
+    return torch.cat([fwd, flip_sequence(rc, cu_seqlens)], dim=-1)
