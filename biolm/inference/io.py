@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -16,17 +17,29 @@ from biolm.errors import InputError
 def read_fasta(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(id, sequence) of every record, in file order. Gaps ('-', '.') and a final '*' are kept:
     deciding what is valid is the tokenizer's job."""
+    return [(record_id, sequence) for record_id, _, sequence in read_fasta_records(path)]
+
+
+def read_fasta_records(path: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """(id, full header line without '>', sequence) of every record, in file order; gzip is read
+    transparently. Sequences are kept as written (see `read_fasta`).
+
+    Raises:
+        InputError: a missing or empty file, no record, a record with an empty sequence.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
     try:
-        with open(path) as handle:
-            records = [(record.id, str(record.seq)) for record in SeqIO.parse(handle, "fasta")]
-    except (ValueError, UnicodeDecodeError) as err:
+        with gzip.open(path, "rt") if compressed else open(path) as handle:
+            records = [(r.id, r.description, str(r.seq)) for r in SeqIO.parse(handle, "fasta")]
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as err:
         raise InputError(f"{path}: cannot read FASTA ({err})") from None
     if not records:
         raise InputError(f"{path}: no FASTA records (empty file, or no line starts with '>')")
-    for index, (record_id, sequence) in enumerate(records, start=1):
+    for index, (record_id, _, sequence) in enumerate(records, start=1):
         if not sequence:
             raise InputError(f"{path}: record {record_id!r} (number {index}) has an empty sequence")
     return records
