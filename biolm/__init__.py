@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "__version__"]
+__all__ = ["embed", "load", "__version__"]
 
 if TYPE_CHECKING:
+    from biolm.inference.api import embed
     from biolm.models.io import load
 
 
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from biolm.models.io import load
 
         return load
+    if name == "embed":
+        from biolm.inference.api import embed
+
+        return embed
     raise AttributeError(f"module 'biolm' has no attribute {name!r}")
