@@ -26,6 +26,7 @@ from biolm.evaluation.metrics import PRIMARY, classification_metrics, regression
 from biolm.models import BioLM
 
 HEADS = ("linear", "mlp")
+log = logging.getLogger(__name__)
 
 
 def collate(batch: list[tuple[np.ndarray, float]], bos_id: int, pad_id: int) -> dict[str, torch.Tensor]:
@@ -204,9 +205,15 @@ def finetune(
     with tempfile.TemporaryDirectory(prefix="biolm-finetune-") as workdir, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, about torch's pytree
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings(
+            "ignore", message=".*could not find the monitored key.*"
+        )  # logged below  # Lightning's own, about torch's pytree
         checkpoint = ModelCheckpoint(dirpath=workdir, monitor="val_score", mode="max", save_top_k=1)
-        stopping = EarlyStopping(monitor="val_score", mode="max", patience=patience)
+        # Not strict: a run stopped by max_steps inside its first epoch has no validation score yet.
+        stopping = EarlyStopping(
+            monitor="val_score", mode="max", patience=patience, strict=False, check_on_train_epoch_end=False
+        )
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=1,
@@ -222,6 +229,10 @@ def finetune(
         )
         trainer.fit(module, loaders[0], loaders[1])
         ckpt = "best" if checkpoint.best_model_path else None
+        if ckpt is None:
+            log.warning(
+                "training stopped before any validation (max_steps); predicting with the last weights"
+            )
         outputs = trainer.predict(module, loaders[2], ckpt_path=ckpt)
     out = torch.cat(outputs).double()
     if task == "classification":
