@@ -205,10 +205,10 @@ def finetune(
     with tempfile.TemporaryDirectory(prefix="biolm-finetune-") as workdir, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        # Lightning's own deprecation notice about torch's pytree, not ours to act on.
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        warnings.filterwarnings(
-            "ignore", message=".*could not find the monitored key.*"
-        )  # logged below  # Lightning's own, about torch's pytree
+        # A run stopped before its first validation is reported once, below.
+        warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
         checkpoint = ModelCheckpoint(dirpath=workdir, monitor="val_score", mode="max", save_top_k=1)
         # Not strict: a run stopped by max_steps inside its first epoch has no validation score yet.
         stopping = EarlyStopping(
