@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -24,7 +25,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     pred = proba.argmax(axis=1)
-    out = {"accuracy": float(accuracy_score(y_true, pred)), "mcc": float(matthews_corrcoef(y_true, pred))}
+    with warnings.catch_warnings():
+        # A test set of one class gives MCC 0 (sklearn's convention) with a warning about the shape.
+        warnings.filterwarnings("ignore", message=".*single label was found.*")
+        mcc = float(matthews_corrcoef(y_true, pred))
+    out = {"accuracy": float(accuracy_score(y_true, pred)), "mcc": mcc}
     if len(np.unique(y_true)) < 2:
         out["auroc"] = math.nan
     elif proba.shape[1] == 2:

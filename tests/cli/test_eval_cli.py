@@ -1,0 +1,101 @@
+"""End-to-end: `biolm eval probe|finetune|zeroshot` on tiny models, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from biolm.cli.main import main
+from tests.evaluation.helpers import dms_rows, motif_rows, tiny_model_dir, write_table
+
+SMILES = ["CCO", "CCN", "c1ccccc1O", "c1ccccc1N", "c1ccccc1C", "C1CCCCC1O", "C1CCCCC1N", "c1ccncc1O"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    return {
+        "root": root,
+        "protein": tiny_model_dir(root / "protein"),
+        "smiles": tiny_model_dir(root / "smiles", kind="smiles"),
+        "motif": write_table(root / "motif.csv", ["sequence", "label"], motif_rows(40)),
+        "dms": write_table(root / "dms.csv", ["mutant", "mutated_sequence", "DMS_score"], dms_rows()),
+        "mols": write_table(
+            root / "mols.csv",
+            ["smiles", "logS"],
+            [[s, v] for s, v in zip(SMILES * 3, np.linspace(-3, 1, 24).round(3), strict=True)],
+        ),
+    }
+
+
+def test_finetune_writes_a_report(files, tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["eval", "finetune", str(files["protein"]), str(files["motif"]), "--out", str(out)]
+    assert main([*args, "--seeds", "0,1", "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    assert {p.name for p in out.iterdir()} == {"report.md", "metrics.json", "roc.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"accuracy", "mcc", "auroc"}
+    assert len(metrics["metrics"]["mcc"]["values"]) == 2
+    assert metrics["split sizes"] == "train 32, valid 4, test 4"
+    report = (out / "report.md").read_text()
+    assert "| accuracy |" in report and "![roc](roc.png)" in report and str(files["motif"]) in report
+    assert "mcc:" in capsys.readouterr().out
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_probe_with_a_scaffold_split_on_smiles(files, tmp_path):
+    out = tmp_path / "probe"
+    args = ["eval", "probe", str(files["smiles"]), str(files["mols"]), "--out", str(out), "--no-progress"]
+    assert main([*args, "--label-column", "logS", "--split", "scaffold", "--fractions", "0.5,0.25,0.25"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "regression" and set(metrics["metrics"]) == {"spearman", "rmse"}
+    assert (out / "predicted_vs_true.png").is_file()
+
+
+def test_zeroshot_writes_a_report(files, tmp_path):
+    out = tmp_path / "zs"
+    assert (
+        main(
+            ["eval", "zeroshot", str(files["protein"]), str(files["dms"]), "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variants"] == len(dms_rows()) and "spearman" in metrics["metrics"]
+    assert (out / "score_vs_dms.png").is_file() and "variants scored" in (out / "report.md").read_text()
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_inputs_give_one_line_errors_and_keep_the_old_report(files, tmp_path, capsys):
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "report.md").write_text("old")
+    model, root = str(files["protein"]), files["root"]
+    probe = ["eval", "probe", model]
+    nolabel = write_table(tmp_path / "nolabel.csv", ["sequence", "value"], [["MKT", 1]])
+    err = _error(capsys, [*probe, str(nolabel), "--out", str(out)])
+    assert err.startswith("biolm eval: error:") and "nolabel.csv: no label column" in err
+    badchar = write_table(tmp_path / "bad.csv", ["sequence", "label"], [["MKT", 1], ["MK1T", 0], ["MKA", 0]])
+    err = _error(capsys, [*probe, str(badchar), "--out", str(out)])
+    assert "bad.csv" in err and "line 3" in err
+    err = _error(capsys, [*probe, str(files["motif"]), "--out", str(out), "--split", "scaffold"])
+    assert "needs SMILES" in err
+    err = _error(capsys, ["eval", "zeroshot", str(root / "missing"), str(files["dms"]), "--out", str(out)])
+    assert "model directory not found" in err
+    assert (out / "report.md").read_text() == "old"
+
+
+def test_bad_option_values_are_usage_errors(files, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["eval", "probe", str(files["protein"]), str(files["motif"]), "--out", "x", "--fractions", "0.5"]
+        )
+    assert exit_info.value.code == 2
