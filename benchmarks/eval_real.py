@@ -1,0 +1,185 @@
+"""Run the issue's real-data evaluations on pretrained model directories and print one summary table.
+
+    python benchmarks/eval_real.py --dna runs/dna/model --protein runs/protein/model \\
+        --chem runs/chem/model --out reports/real --seeds 0,1,2
+
+Evaluations (each skipped when its domain's model is not given):
+    enhancers       DNA   finetune  Genomic Benchmarks human_enhancers_cohn, random 80/10/10 split (seed 0)
+    chipseq         DNA   finetune  Oct4 vs MafK ChIP-seq peaks (janggu train/test; valid from train)
+    gb1_three       prot  probe     FLIP GB1 three_vs_rest (its own split and validation rows)
+    gb1_low_high    prot  probe     FLIP GB1 low_vs_high
+    blat            prot  zeroshot  BLAT_ECOLX Jacquier 2013 (ProteinGym), Spearman
+    esol            chem  finetune  ESOL log solubility, scaffold split, RMSE
+    bbbp            chem  finetune  BBBP blood-brain barrier penetration, scaffold split, AUROC
+
+`--only` picks some of them, `--recipe NAME=probe` switches a labelled one between probe and finetune,
+and `--max-rows N` evaluates a seeded sample of N rows of each file (a smoke check; the numbers then
+mean nothing). Each evaluation writes its report to OUT/NAME; OUT/summary.json collects the metrics.
+This is a script, not a test: the full runs take hours on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from biolm.evaluation.report import format_metric
+from biolm.evaluation.run import DataOptions, run_finetune, run_probe, run_zeroshot
+
+DATA = Path("/work/shared/data")
+CHIPSEQ = DATA / "dna" / "chipseq_oct4_mafk"
+
+# name: (domain, recipe, file, data options, metric shown in the summary)
+EVALUATIONS = {
+    "enhancers": (
+        "dna",
+        "finetune",
+        DATA / "dna" / "gb_human_enhancers_cohn.tsv.gz",
+        DataOptions(split="random", split_seed=0),
+        "auroc",
+    ),
+    "chipseq": ("dna", "finetune", None, DataOptions(split="column"), "auroc"),
+    "gb1_three": (
+        "protein",
+        "probe",
+        DATA / "protein/flip_gb1/three_vs_rest.csv.gz",
+        DataOptions(),
+        "spearman",
+    ),
+    "gb1_low_high": (
+        "protein",
+        "probe",
+        DATA / "protein/flip_gb1/low_vs_high.csv.gz",
+        DataOptions(),
+        "spearman",
+    ),
+    "blat": ("protein", "zeroshot", DATA / "protein/blat/BLAT_ECOLX_Jacquier_2013.csv", None, "spearman"),
+    "esol": (
+        "chem",
+        "finetune",
+        DATA / "chem/moleculenet/ESOL_delaney-processed.csv",
+        DataOptions(label_column="measured log solubility in mols per litre", split="scaffold"),
+        "rmse",
+    ),
+    "bbbp": (
+        "chem",
+        "finetune",
+        DATA / "chem/moleculenet/BBBP.csv",
+        DataOptions(label_column="p_np", split="scaffold"),
+        "auroc",
+    ),
+}
+
+
+def chipseq_table(work: Path) -> Path:
+    """The Oct4/MafK FASTA files as one table: sequence, label (oct4 | mafk), split (train | test)."""
+    from Bio import SeqIO
+
+    path = work / "chipseq_oct4_mafk.tsv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["sequence", "label", "split"])
+        for factor in ("oct4", "mafk"):
+            for part in ("train", "test"):
+                with gzip.open(CHIPSEQ / f"{factor}_{part}.fa.gz", "rt") as fasta:
+                    for record in SeqIO.parse(fasta, "fasta"):
+                        writer.writerow([str(record.seq).upper(), factor, part])
+    return path
+
+
+def sample_rows(path: Path, n: int, work: Path, seed: int = 0) -> Path:
+    """A copy of the table `path` with a seeded sample of n data rows (header kept, order kept)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    keep = sorted(np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False))
+    out = work / path.name.removesuffix(".gz")
+    out.write_text(header + "".join(rows[i] for i in keep))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dna", type=Path, help="DNA model directory")
+    parser.add_argument("--protein", type=Path, help="protein model directory")
+    parser.add_argument("--chem", type=Path, help="SMILES model directory")
+    parser.add_argument("--out", type=Path, required=True, help="root of the report directories")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--only", help="comma-separated evaluation names (default: all with a model)")
+    parser.add_argument("--recipe", action="append", default=[], metavar="NAME=probe|finetune")
+    parser.add_argument(
+        "--max-rows", type=int, help="smoke check: a seeded sample of this many rows per file"
+    )
+    parser.add_argument("--max-epochs", type=int, default=10, help="fine-tuning epochs at most")
+    parser.add_argument("--max-steps", type=int, default=-1, help="fine-tuning steps at most")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    models = {"dna": args.dna, "protein": args.protein, "chem": args.chem}
+    recipes = dict(item.split("=", 1) for item in args.recipe)
+    names = args.only.split(",") if args.only else list(EVALUATIONS)
+    unknown = sorted(set(names) - set(EVALUATIONS))
+    if unknown:
+        parser.error(f"unknown evaluation(s) {unknown}; known: {list(EVALUATIONS)}")
+    work = args.out / "_data"
+    work.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name in names:
+        domain, recipe, path, opts, shown = EVALUATIONS[name]
+        model = models[domain]
+        if model is None:
+            print(f"{name}: skipped (no --{domain} model)")
+            continue
+        recipe = recipes.get(name, recipe)
+        path = chipseq_table(work) if path is None else path
+        if args.max_rows:
+            path = sample_rows(path, args.max_rows, work)
+        started = time.perf_counter()
+        out = args.out / name
+        if recipe == "zeroshot":
+            metrics = run_zeroshot(model, path, out, device=args.device)
+        elif recipe == "probe":
+            metrics = run_probe(model, path, out, opts, seeds, device=args.device)
+        else:
+            metrics = run_finetune(
+                model,
+                path,
+                out,
+                opts,
+                seeds,
+                device=args.device,
+                max_epochs=args.max_epochs,
+                max_steps=args.max_steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+            )
+        summary[name] = {
+            "recipe": recipe,
+            "model": str(model),
+            "metrics": metrics,
+            "seconds": time.perf_counter() - started,
+        }
+        print(f"{name}: {recipe} {shown} {format_metric(metrics[shown])} ({summary[name]['seconds']:.0f} s)")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n| evaluation | recipe | metric | mean ± sd | seconds |\n|---|---|---|---|---|")
+    for name, entry in summary.items():
+        shown = EVALUATIONS[name][4]
+        value = format_metric(entry["metrics"][shown])
+        print(f"| {name} | {entry['recipe']} | {shown} | {value} | {entry['seconds']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
