@@ -110,9 +110,11 @@ def _encode_labels(values: list[str], task: str, lines: list[int], path) -> tupl
             try:
                 out[i] = float(value)
             except ValueError:
+                out[i] = np.nan
+            if not np.isfinite(out[i]):
                 raise InputError(
-                    f"{path}: line {lines[i]}: label {value!r} is not a number (regression task)"
-                ) from None
+                    f"{path}: line {lines[i]}: label {value!r} is not a finite number (regression task)"
+                )
         return out, None
     # Numeric class names sort numerically (0, 1, 2 ... 10), text ones alphabetically.
     try:

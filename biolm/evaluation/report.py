@@ -37,11 +37,16 @@ def markdown(title: str, facts: dict[str, object], metrics: dict[str, dict], plo
     return "\n".join(lines)
 
 
-def scatter_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str) -> Plot:
-    """A scatter of y against x (e.g. predicted against true values)."""
+def scatter_plot(
+    x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str, diagonal: bool = False
+) -> Plot:
+    """A scatter of y against x (e.g. predicted against true values, with the y = x line)."""
 
     def draw(ax) -> None:
         ax.scatter(x, y, s=6, alpha=0.5)
+        if diagonal:
+            low, high = float(min(np.min(x), np.min(y))), float(max(np.max(x), np.max(y)))
+            ax.plot([low, high], [low, high], color="grey", linestyle=":")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

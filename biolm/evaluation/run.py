@@ -69,10 +69,17 @@ def _facts(model_dir, data: LabelledData, split: np.ndarray, opts: DataOptions, 
     return facts
 
 
+def _counts(data: LabelledData, split: np.ndarray) -> dict:
+    """Machine-readable sizes for metrics.json."""
+    return {"n_rows": len(data), "split_sizes": {part: int(np.sum(split == part)) for part in PARTS}}
+
+
 def _plots(data: LabelledData, y: np.ndarray, prediction: np.ndarray, seed: int) -> dict[str, Plot]:
     if data.task == "classification":
         return {"roc": roc_plot(y, prediction, data.classes, f"test ROC (seed {seed})")}
-    return {"predicted_vs_true": scatter_plot(y, prediction, "true", "predicted", f"test set (seed {seed})")}
+    return {
+        "predicted_vs_true": scatter_plot(y, prediction, "true", "predicted", f"test set (seed {seed})", True)
+    }
 
 
 def _tokenized(model, data: LabelledData):
@@ -121,7 +128,7 @@ def run_probe(
         facts,
         metrics,
         _plots(data, data.labels[part["test"]], first, seeds[0]),
-        {"chosen_C": chosen},
+        {"chosen_C": chosen, **_counts(data, split)},
     )
     return metrics
 
@@ -175,9 +182,8 @@ def run_finetune(
     metrics = summarize(runs)
     facts = _facts(model_dir, data, split, opts, seeds, started)
     facts["fine-tuning"] = ", ".join(f"{k} {v}" for k, v in train_options.items())
-    write_report(
-        out_dir, "biolm eval finetune", facts, metrics, _plots(data, rows["test"][1], first, seeds[0])
-    )
+    plots = _plots(data, rows["test"][1], first, seeds[0])
+    write_report(out_dir, "biolm eval finetune", facts, metrics, plots, _counts(data, split))
     return metrics
 
 

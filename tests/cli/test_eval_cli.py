@@ -38,7 +38,7 @@ def test_finetune_writes_a_report(files, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["metrics"]) == {"accuracy", "mcc", "auroc"}
     assert len(metrics["metrics"]["mcc"]["values"]) == 2
-    assert metrics["split sizes"] == "train 32, valid 4, test 4"
+    assert metrics["split_sizes"] == {"train": 32, "valid": 4, "test": 4} and metrics["n_rows"] == 40
     report = (out / "report.md").read_text()
     assert "| accuracy |" in report and "![roc](roc.png)" in report and str(files["motif"]) in report
     assert "mcc:" in capsys.readouterr().out

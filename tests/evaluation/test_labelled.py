@@ -64,7 +64,13 @@ def test_empty_labels_are_skipped_with_a_warning(tmp_path):
         (["sequence", "y"], [["AC", 1]], {"label_column": "z"}, r"bad\.csv: no label column 'z'"),
         (["name", "y"], [["AC", 1]], {}, r"bad\.csv: no sequence column found"),
         (["sequence", "y"], [], {}, r"bad\.csv: no data rows"),
-        (["sequence", "y"], [["AC", "x"], ["CA", 2.5]], {"task": "regression"}, r"line 2: label 'x' is not"),
+        (
+            ["sequence", "y"],
+            [["AC", "x"], ["CA", 2.5]],
+            {"task": "regression"},
+            r"line 2: label 'x' is not a finite",
+        ),
+        (["sequence", "y"], [["AC", 1.5], ["CA", "inf"]], {}, r"line 3: label 'inf' is not a finite"),
         (["sequence", "y"], [["AC", 1], ["CA", 1]], {}, r"every label is '1'"),
         (
             ["sequence", "y", "split"],
