@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -38,6 +39,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # argparse takes "-1,-2" for an option name; a layer list is a value (this command has no option
+    # that looks like a negative number, so nothing is shadowed).
+    parser._negative_number_matcher = re.compile(r"^-\d+(,-?\d+)*$")
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
     parser.add_argument("input", type=Path, help="FASTA, A3M, Stockholm, SMILES, CSV or TSV file")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .npy, .parquet, .h5 or .pt")
@@ -47,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layers",
         default="-1",
-        help="layer(s): -1 (final, default), 3, 0,3, all, or --layers=-1,-2 (= when a list starts with -)",
+        help="layer(s): -1 (final, default), -1,-2, 0,3 or all",
     )
     parser.add_argument(
         "--rc-average",

@@ -59,7 +59,7 @@ def test_layers_pool_and_rc_average_reach_the_output(model_dirs, tmp_path):
     fasta.write_text(">x\nACGTTGCAAT\n>y\nGATTACA\n")
     out = tmp_path / "emb.h5"
     assert (
-        _embed(model_dirs["dna"], fasta, "-o", out, "--pool", "per-token", "--layers=-1,0", "--rc-average")
+        _embed(model_dirs["dna"], fasta, "-o", out, "--pool", "per-token", "--layers", "-1,0", "--rc-average")
         == 0
     )
     import h5py
