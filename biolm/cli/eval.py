@@ -52,7 +52,11 @@ def _common(parser: argparse.ArgumentParser, data_help: str) -> None:
 
 
 def _labelled(parser: argparse.ArgumentParser) -> None:
-    _common(parser, "labelled CSV/TSV (optionally .gz) with a sequence (or SMILES) and a label column")
+    _common(
+        parser,
+        "labelled CSV/TSV with a sequence (or SMILES) and a label column, or FASTA with "
+        "`>id label=1 split=train` headers (optionally .gz)",
+    )
     parser.add_argument(
         "--sequence-column", help="sequence column (default: sequence, seq, smiles, ... any case)"
     )

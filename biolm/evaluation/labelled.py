@@ -1,5 +1,8 @@
 """Reading a labelled table (CSV/TSV, optionally gzipped): sequences, labels and an optional split.
 
+FASTA files (`.fa`, `.fasta`, `.fna`, `.faa`, optionally gzipped) are read as a table too, with the
+labels in `key=value` fields of each header: `>seq7 label=1 split=train`.
+
 Columns are named or auto-detected (case-insensitive): the sequence column among `SEQUENCE_COLUMNS`,
 the label among `LABEL_COLUMNS`, the split among `SPLIT_COLUMNS` (FLIP's `set` with its boolean
 `validation` column, MoleculeACE's `split`). SMILES are checked and canonicalised by RDKit as the
@@ -36,6 +39,7 @@ SPLIT_NAMES = {
     "testing": "test",
 }
 TASKS = ("auto", "classification", "regression")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".faa")
 MAX_CLASSES = 10  # integer labels with more distinct values than this are read as a regression target
 
 
@@ -93,8 +97,52 @@ def _pick(header: list[str], wanted: str | None, known: tuple[str, ...], what: s
     )
 
 
+def _is_fasta(path: Path) -> bool:
+    return path.name.lower().removesuffix(".gz").endswith(FASTA_SUFFIXES)
+
+
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a CSV/TSV file; blank lines are not rows."""
+    delimiter = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
+    with _open(path) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise InputError(f"{path}: empty file, no header")
+        return header, [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+
+
+def _read_fasta(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A FASTA file as a table: `id`, `sequence`, then one column per `key=value` of the headers.
+
+    A record `>seq7 label=1 split=train` gives the row (seq7, its sequence, 1, train); its line is
+    the header's.
+    """
+    records: list[tuple[int, str, dict[str, str], list[str]]] = []
+    keys: list[str] = []
+    with _open(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line.startswith(">"):
+                name, *fields = line[1:].split()
+                pairs = dict(f.split("=", 1) for f in fields if "=" in f)
+                keys += [k for k in pairs if k not in keys]
+                records.append((number, name, pairs, []))
+            elif line and not line.startswith(";"):
+                if not records:
+                    raise InputError(f"{path}: line {number}: sequence before the first '>' header")
+                records[-1][3].append(line)
+    if not records:
+        raise InputError(f"{path}: empty file, no FASTA record")
+    header = ["id", "sequence", *keys]
+    rows = [
+        (n, [name, "".join(parts), *(pairs.get(k, "") for k in keys)]) for n, name, pairs, parts in records
+    ]
+    return header, rows
+
+
 def detect_task(values: list[str]) -> str:
-    """ "classification" for text labels or few distinct integers, else "regression"."""
+    """The task of raw labels: classification for text or few distinct integers, else regression."""
     try:
         numbers = np.array([float(v) for v in values])
     except ValueError:
@@ -140,7 +188,7 @@ def read_labelled(
     """Read a labelled CSV/TSV file.
 
     Args:
-        path: `.csv`, `.tsv` or `.tab`, optionally `.gz`.
+        path: `.csv`, `.tsv` or `.tab`, or FASTA with `key=value` header fields; optionally `.gz`.
         sequence_column: exact name of the sequence column; auto-detected when None.
         label_column: exact name of the label column; auto-detected when None.
         split_column: exact name of a split column; auto-detected when None, "none" to ignore it.
@@ -155,28 +203,21 @@ def read_labelled(
         raise InputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    name = path.name.lower().removesuffix(".gz")
-    delimiter = "," if name.endswith(".csv") else "\t"
     try:
-        with _open(path) as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise InputError(f"{path}: empty file, no header")
-            seq_i = _pick(header, sequence_column, SEQUENCE_COLUMNS, "sequence", "--sequence-column", path)
-            lab_i = _pick(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)
-            split_i = None
-            if split_column != "none":
-                try:
-                    split_i = _pick(header, split_column, SPLIT_COLUMNS, "split", "--split-column", path)
-                except InputError:
-                    if split_column is not None:
-                        raise
-            lowered = [h.strip().lower() for h in header]
-            valid_i = lowered.index("validation") if "validation" in lowered and split_i is not None else None
-            rows = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+        header, rows = _read_fasta(path) if _is_fasta(path) else _read_table(path)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
+    seq_i = _pick(header, sequence_column, SEQUENCE_COLUMNS, "sequence", "--sequence-column", path)
+    lab_i = _pick(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)
+    split_i = None
+    if split_column != "none":
+        try:
+            split_i = _pick(header, split_column, SPLIT_COLUMNS, "split", "--split-column", path)
+        except InputError:
+            if split_column is not None:
+                raise
+    lowered = [h.strip().lower() for h in header]
+    valid_i = lowered.index("validation") if "validation" in lowered and split_i is not None else None
     if not rows:
         raise InputError(f"{path}: no data rows after the header")
     if smiles is None:

@@ -87,6 +87,22 @@ def test_errors_name_the_file_and_line(tmp_path, header, rows, kwargs, message):
         read_labelled(path, **kwargs)
 
 
+def test_fasta_with_labels_in_the_headers(tmp_path):
+    path = tmp_path / "l.fa"
+    path.write_text(
+        ">a label=pos split=train\nACG\nTT\n>b label=neg split=test extra\nGGA\n>c split=valid\nAA\n"
+    )
+    with pytest.warns(EvalDataWarning, match="lines 6"):
+        data = read_labelled(path)
+    assert data.sequences == ["ACGTT", "GGA"] and data.classes == ["neg", "pos"]
+    assert (
+        data.labels.tolist() == [1, 0] and data.lines == [1, 4] and data.split.tolist() == ["train", "test"]
+    )
+    path.write_text("ACGT\n>a label=1\nAC\n")
+    with pytest.raises(InputError, match=r"l\.fa: line 1: sequence before the first"):
+        read_labelled(path)
+
+
 def test_empty_and_missing_files(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match=r"empty\.csv: empty file"):
