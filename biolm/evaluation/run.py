@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from biolm.evaluation.labelled import LabelledData, read_labelled
 from biolm.evaluation.metrics import regression_metrics, summarize
@@ -197,6 +198,9 @@ def run_zeroshot(model_dir, scan_path, out_dir, *, device="cpu", progress=True) 
     model = load(model_dir, device=device)
     scores, method = score_scan(model, scan, progress=progress)
     result = {"spearman": regression_metrics(scan.scores, scores)["spearman"]}
+    if scan.bins is not None and len(np.unique(scan.bins)) == 2:
+        # ProteinGym's second metric: how well the score separates functional (bin 1) variants.
+        result["auroc"] = float(roc_auc_score(scan.bins, scores))
     metrics = summarize([result])
     facts = {
         "model": str(model_dir),

@@ -8,6 +8,9 @@ Score of a variant = log-likelihood(mutant) - log-likelihood(wild type):
   likelihood: the masked marginal of Meier et al. (2021), the sum over mutated positions i of
   log p(mutant_i) - log p(wild-type_i), both read at position i of the wild type with position i
   masked. One forward pass per mutated position of the wild type, shared by all variants.
+
+The report gives Spearman's rho against DMS_score and, when the file has `DMS_score_bin`, the AUROC of
+the scores for the functional (bin 1) variants, as ProteinGym does.
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ class Scan:
     sequences: list[str]
     scores: np.ndarray  # [N] DMS_score
     lines: list[int]
+    bins: np.ndarray | None = None  # [N] DMS_score_bin (1: functional), when the file has it
+
+
+def _number(row: dict, column: str, path: Path, line: int) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        value = np.nan
+    if not np.isfinite(value):
+        raise InputError(f"{path}: line {line}: {column} {row[column]!r} is not a finite number")
+    return value
 
 
 def read_scan(path: str | os.PathLike) -> Scan:
@@ -68,21 +82,30 @@ def read_scan(path: str | os.PathLike) -> Scan:
         raise InputError(f"{path}: cannot read ({err})") from None
     if not rows:
         raise InputError(f"{path}: no variants after the header")
-    mutants, mutations, sequences, scores, lines = [], [], [], [], []
+    has_bins = "DMS_score_bin" in reader.fieldnames
+    mutants, mutations, sequences, scores, lines, bins = [], [], [], [], [], []
     for line, row in rows:
         mutant, sequence = (row["mutant"] or "").strip(), (row["mutated_sequence"] or "").strip()
         try:
             mutations.append(parse_mutant(mutant))
-            scores.append(float(row["DMS_score"]))
         except InputError as err:
             raise InputError(f"{path}: line {line}: {err}") from None
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: line {line}: DMS_score {row['DMS_score']!r} is not a number") from None
+        scores.append(_number(row, "DMS_score", path, line))
+        bins.append(int(_number(row, "DMS_score_bin", path, line)) if has_bins else 0)
         mutants.append(mutant)
         sequences.append(sequence)
         lines.append(line)
     wild_type = reconstruct_wild_type(list(zip(lines, mutants, sequences, strict=True)), str(path))
-    return Scan(str(path), wild_type, mutants, mutations, sequences, np.array(scores), lines)
+    return Scan(
+        str(path),
+        wild_type,
+        mutants,
+        mutations,
+        sequences,
+        np.array(scores),
+        lines,
+        np.array(bins) if has_bins else None,
+    )
 
 
 def _encode(model: BioLM, sequence: str, record: str, source: str) -> np.ndarray:

@@ -69,6 +69,21 @@ def test_masked_marginal_for_a_bidirectional_model(tmp_path, scan_path):
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_binned_scans_also_report_auroc(tmp_path):
+    from biolm.evaluation.run import run_zeroshot
+
+    rows = [[*row, int(row[2] > 2)] for row in dms_rows()]
+    path = write_table(tmp_path / "binned.csv", [*DMS_HEADER, "DMS_score_bin"], rows)
+    scan = read_scan(path)
+    assert scan.bins.tolist() == [r[3] for r in rows]
+    model_dir = tiny_model_dir(tmp_path / "m", seed=1)
+    metrics = run_zeroshot(model_dir, path, tmp_path / "out", progress=False)
+    scores, _ = score_scan(load(model_dir), scan)
+    from sklearn.metrics import roc_auc_score
+
+    assert metrics["auroc"]["mean"] == pytest.approx(roc_auc_score(scan.bins, scores))
+
+
 def test_scan_errors(tmp_path):
     path = write_table(tmp_path / "s.csv", ["mutant", "DMS_score"], [["K2C", 1.0]])
     with pytest.raises(InputError, match=r"s\.csv: missing column\(s\) mutated_sequence"):
@@ -77,5 +92,5 @@ def test_scan_errors(tmp_path):
     with pytest.raises(InputError, match=r"s\.csv: line 3: mutant K2C implies a wild type"):
         read_scan(path)
     path = write_table(tmp_path / "s.csv", DMS_HEADER, [["M1A", "AKT", "high"]])
-    with pytest.raises(InputError, match=r"s\.csv: line 2: DMS_score 'high' is not a number"):
+    with pytest.raises(InputError, match=r"s\.csv: line 2: DMS_score 'high' is not a finite number"):
         read_scan(path)
