@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +101,21 @@ def test_bad_option_values_are_usage_errors(files, tmp_path):
             ["eval", "probe", str(files["protein"]), str(files["motif"]), "--out", "x", "--fractions", "0.5"]
         )
     assert exit_info.value.code == 2
+
+
+def test_help_explains_each_recipe_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from biolm.cli.main import main\n"
+        "for recipe in ('probe', 'finetune', 'zeroshot'):\n"
+        "    try:\n"
+        "        main(['eval', recipe, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for option in ("--label-column", "--split", "--seeds", "--max-epochs", "DMS_score"):
+        assert option in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "False"
