@@ -47,3 +47,36 @@ def test_finetune_is_seeded_and_predicts_the_test_rows(tmp_path):
     # Stopping inside the first epoch, before any validation, still predicts (with the last weights).
     d = finetune(load(path), "regression", 1, *rows, **{**options, "max_steps": 1})
     assert d.shape == (8,) and np.all(np.isfinite(d))
+
+
+def test_the_best_validation_epoch_is_restored_before_predicting(tmp_path, monkeypatch):
+    path = tiny_model_dir(tmp_path / "m")
+    tok = load(path).tokenizer
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("AWK"), 9)) for _ in range(24)]
+    ids = [tok.encode(s) for s in seqs]
+    y = np.array([s.count("W") for s in seqs], dtype=np.float64)
+    rows = (ids[:16], y[:16]), (ids[16:20], y[16:20]), (ids[20:], y[20:])
+    snapshots = []
+
+    def second_epoch_is_best(self):
+        # Replaces the real metric: epoch 1 scores best, so its weights must come back for predicting.
+        self._val_outputs.clear()
+        snapshots.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+        self.log("val_score", 1.0 if self.current_epoch == 1 else 0.0)
+
+    monkeypatch.setattr(FineTuneTask, "on_validation_epoch_end", second_epoch_is_best)
+    out = finetune(
+        load(path), "regression", 1, *rows, lr=1e-2, batch_size=8, max_epochs=4, patience=5, progress=False
+    )
+    assert len(snapshots) == 4
+
+    def predict_with(state):
+        module = FineTuneTask(load(path), "regression", 1, target_mean=y[:16].mean(), target_sd=y[:16].std())
+        module.load_state_dict(state)
+        batch = collate(list(zip(rows[2][0], rows[2][1], strict=True)), tok.bos_id, tok.pad_id)
+        with torch.no_grad():
+            return module.eval()(batch["input_ids"], batch["lengths"]).double().numpy()
+
+    np.testing.assert_allclose(out, predict_with(snapshots[1]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out, predict_with(snapshots[3]), rtol=1e-4)
