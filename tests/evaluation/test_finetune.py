@@ -80,3 +80,25 @@ def test_the_best_validation_epoch_is_restored_before_predicting(tmp_path, monke
 
     np.testing.assert_allclose(out, predict_with(snapshots[1]), rtol=1e-5, atol=1e-6)
     assert not np.allclose(out, predict_with(snapshots[3]), rtol=1e-4)
+
+
+def test_finetune_trains_a_bidirectional_model_through_packed_rows(tmp_path):
+    path = tiny_model_dir(tmp_path / "b", bidirectional=True)
+    tok = load(path).tokenizer
+    ids = [tok.encode(s) for s in ["MKTAY", "MKW", "AYIAKQ", "WWKT"] * 3]
+    y = np.array([0, 1, 0, 1] * 3)
+    before = load(path).state_dict()
+    backbone = load(path)
+    out = finetune(
+        backbone,
+        "classification",
+        2,
+        (ids, y),
+        (ids[:4], y[:4]),
+        (ids[:4], y[:4]),
+        max_epochs=1,
+        progress=False,
+    )
+    assert out.shape == (4, 2) and np.allclose(out.sum(1), 1)
+    changed = [k for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed  # the backbone itself was trained, not only the head
