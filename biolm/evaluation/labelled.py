@@ -18,6 +18,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,11 @@ def _pick(header: list[str], wanted: str | None, known: tuple[str, ...], what: s
         f"{path}: no {what} column found among {header}; name it with {option} "
         f"(looked for {', '.join(known)}, any case)"
     )
+
+
+def _cell(row: list[str], i: int | None) -> str:
+    """The stripped cell i of a row; "" for no column or a short row."""
+    return row[i].strip() if i is not None and i < len(row) else ""
 
 
 def _is_fasta(path: Path) -> bool:
@@ -225,10 +231,7 @@ def read_labelled(
     sequences, values, lines, splits = [], [], [], []
     invalid, unlabelled = [], []
     for number, row in rows:
-
-        def cell(i: int | None, row: list[str] = row) -> str:
-            return row[i].strip() if i is not None and i < len(row) else ""
-
+        cell = partial(_cell, row)
         sequence, value = cell(seq_i), cell(lab_i)
         if not value:
             unlabelled.append((number, sequence))
@@ -245,7 +248,7 @@ def read_labelled(
             if raw not in SPLIT_NAMES:
                 raise InputError(
                     f"{path}: line {number}: split {cell(split_i)!r} in column {header[split_i]!r} is "
-                    f"not one of train/valid/test (use --split random to ignore the column)"
+                    f"not one of train/valid/test (--split-column none ignores the column)"
                 )
             part = SPLIT_NAMES[raw]
             if part == "train" and cell(valid_i).lower() in ("true", "1", "yes"):
@@ -257,9 +260,9 @@ def read_labelled(
     if invalid:
         warn_skipped(path, "invalid SMILES", invalid, len(rows))
     if unlabelled:
-        shown = ", ".join(str(n) for n, _ in unlabelled[:5])
+        shown = ", ".join(str(n) for n, _ in unlabelled[:5]) + (", ..." if len(unlabelled) > 5 else "")
         warnings.warn(
-            f"{path}: skipped {len(unlabelled)} of {len(rows)} rows with an empty label (lines {shown}...)",
+            f"{path}: skipped {len(unlabelled)} of {len(rows)} rows with an empty label (lines {shown})",
             EvalDataWarning,
             stacklevel=2,
         )
