@@ -53,6 +53,16 @@ def load_split_data(path: str | Path, opts: DataOptions) -> tuple[LabelledData, 
     return data, split
 
 
+def _describe_split(data: LabelledData, opts: DataOptions) -> str:
+    method = opts.split if opts.split != "auto" else ("column" if data.split is not None else "random")
+    if method == "column":
+        column = data.columns["split"]
+        return f"the file's column {column!r} (without valid rows: a share of train, seed {opts.split_seed})"
+    if method == "scaffold":
+        return f"Bemis-Murcko scaffold, largest scaffolds first, fractions {opts.fractions}"
+    return f"random, fractions {opts.fractions}, seed {opts.split_seed}"
+
+
 def _facts(model_dir, data: LabelledData, split: np.ndarray, opts: DataOptions, seeds, started) -> dict:
     sizes = {part: int(np.sum(split == part)) for part in PARTS}
     facts = {
@@ -62,7 +72,7 @@ def _facts(model_dir, data: LabelledData, split: np.ndarray, opts: DataOptions, 
         "task": data.task
         + (f" ({len(data.classes)} classes: {', '.join(data.classes)})" if data.classes else ""),
         "rows": len(data),
-        "split": f"{opts.split} ({data.columns['split'] or 'seed ' + str(opts.split_seed)})",
+        "split": _describe_split(data, opts),
         "split sizes": ", ".join(f"{p} {n}" for p, n in sizes.items()),
         "seeds": ", ".join(str(s) for s in seeds),
     }
