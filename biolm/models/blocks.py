@@ -63,6 +63,18 @@ class MLSTMLayer(nn.Module):
         with torch.no_grad():
             self.fgate.bias.copy_(torch.linspace(3.0, 6.0, self.num_heads))
 
+    def _gates(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and forget gates [B, S, H] from q, k, v [B, S, inner]: `igate` and `fgate` of [q, k, v].
+
+        Computed as one small matmul per input rather than on their concatenation: that would be a
+        [B, S, 3 * inner] copy, and its gradient two thin matmuls writing that size plus their sum.
+        """
+        weight = torch.cat([self.igate.weight, self.fgate.weight])  # [2H, 3 * inner]
+        w_q, w_k, w_v = weight.chunk(3, dim=1)
+        bias = torch.cat([self.igate.bias, self.fgate.bias])
+        gates = F.linear(q, w_q, bias) + F.linear(k, w_k) + F.linear(v, w_v)
+        return gates.chunk(2, dim=-1)
+
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> MLSTMBlockState:
         heads, dh = self.num_heads, self.head_dim
         cell = MLSTMState(
@@ -98,8 +110,7 @@ class MLSTMLayer(nn.Module):
         x_conv, conv_state = self.conv(x_m, None if state is None else state.conv, cu_seqlens)
         x_conv = F.silu(x_conv)
         q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x_m)
-        gate_input = torch.cat([q, k, v], dim=-1)
-        i, f = self.igate(gate_input), self.fgate(gate_input)  # [B, S, H]
+        i, f = self._gates(q, k, v)  # [B, S, H]
 
         split = (self.num_heads, self.head_dim)
         q, k, v = q.unflatten(-1, split), k.unflatten(-1, split), v.unflatten(-1, split)
