@@ -21,26 +21,10 @@ import subprocess
 import sys
 import time
 
+from rss import proc_status_kb, reset_peak_rss  # benchmarks/rss.py, beside this script
+
 LENGTHS = (10_000, 1_000_000)
 MODEL = {"d_model": 128, "n_layers": 4, "num_heads": 4}
-
-
-def proc_status_kb(field: str) -> int:
-    """A memory field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
-def reset_peak_rss() -> None:
-    """Resets VmHWM to the current resident size (Linux >= 4.0); without it the peak includes start-up."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
 
 
 def run_case(length: int, chunk_len: int) -> dict:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from rss import proc_status_kb, reset_peak_rss  # benchmarks/rss.py, beside this script
 
 from biolm.models.backbone import BioLM
 from biolm.models.config import ModelConfig
@@ -110,30 +111,53 @@ def interleaved_medians(steps: dict[str, Callable[[], None]], reps: int, warmup:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def peer_table(reps: int, warmup: int) -> list[str]:
+# Each biolm model of table 1, with its ModelConfig overrides of biolm_model().
+TABLE1_MODELS = {
+    "biolm x (xLSTM-7B block, like for like)": dict(pattern="x", ffn_factor=8 / 3, tie_embeddings=False),
+    "biolm m, proj_factor 2 (paper block)": dict(proj_factor=2.0),
+}
+
+
+def run_pair(name: str, reps: int, warmup: int) -> dict:
+    """Times the peer and one biolm model round-robin in this process; meant for a fresh subprocess,
+    so that the allocator state another model leaves behind does not hit this pair."""
     torch.manual_seed(0)
     ids = torch.randint(0, VOCAB, (BATCH, CONTEXT))
-    models: dict[str, torch.nn.Module] = {}
+    models = {"biolm": biolm_model(**TABLE1_MODELS[name])}
     peer = build_peer()
     if peer is not None:
-        models["xlstm xLSTMLarge (native_custbw)"] = peer
-    models["biolm x (xLSTM-7B block, like for like)"] = biolm_model(
-        pattern="x", ffn_factor=8 / 3, tie_embeddings=False
-    )
-    models["biolm m, proj_factor 2 (paper block)"] = biolm_model(proj_factor=2.0)
-    steps = {name: train_step(model, ids) for name, model in models.items()}
-    seconds = interleaved_medians(steps, reps, warmup)
-    peer_name = next(iter(models)) if peer is not None else None
+        models["peer"] = peer
+    seconds = interleaved_medians({key: train_step(m, ids) for key, m in models.items()}, reps, warmup)
+    return {
+        "seconds": seconds["biolm"],
+        "params": models["biolm"].num_parameters(),
+        "peer_seconds": seconds.get("peer"),
+        "peer_params": sum(p.numel() for p in peer.parameters()) if peer is not None else None,
+    }
+
+
+def peer_table(reps: int, warmup: int, threads: int) -> list[str]:
     rows = [
         f"| model (d {D_MODEL}, {BLOCKS} blocks, {HEADS} heads, batch {BATCH} x {CONTEXT}) | parameters "
-        "| ms / step | tokens/s | ratio to xLSTMLarge |",
-        "|---|---:|---:|---:|---:|",
+        "| ms / step | tokens/s | xLSTMLarge ms / step, same rounds | ratio to xLSTMLarge |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, model in models.items():
-        params = sum(p.numel() for p in model.parameters())
-        tps = BATCH * CONTEXT / seconds[name]
-        ratio = f"{seconds[peer_name] / seconds[name]:.2f}" if peer_name else "n/a"
-        rows.append(f"| {name} | {params:,} | {1e3 * seconds[name]:.0f} | {tps:,.0f} | {ratio} |")
+    for name in TABLE1_MODELS:
+        cmd = [sys.executable, os.path.abspath(__file__), "--pair", name, "--threads", str(threads)]
+        cmd += ["--reps", str(reps), "--warmup", str(warmup)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"[fail] {name}: {tail}", flush=True)
+            rows.append(f"| {name} | | failed | | | |")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        peer_ms = f"{1e3 * r['peer_seconds']:.0f}" if r["peer_seconds"] else "n/a"
+        ratio = f"{r['peer_seconds'] / r['seconds']:.2f}" if r["peer_seconds"] else "n/a"
+        tps = BATCH * CONTEXT / r["seconds"]
+        rows.append(
+            f"| {name} | {r['params']:,} | {1e3 * r['seconds']:.0f} | {tps:,.0f} | {peer_ms} | {ratio} |"
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -144,24 +168,6 @@ def recipe_model(kind: str) -> BioLM:
 
     name = {"m": "xlstm_2m_1k", "t": "transformer_2m_1k"}[kind]
     return BioLM(to_train_config(load_config(packaged_config("dna", name))).model)
-
-
-def proc_status_kb(field: str) -> int:
-    """A memory field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
-def reset_peak_rss() -> None:
-    """Resets VmHWM to the current resident size (Linux >= 4.0); without it the peak includes start-up."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
 
 
 def run_cell(kind: str, context: int, batch: int, reps: int, warmup: int) -> dict:
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peer", action="store_true", help="only the context table")
     parser.add_argument("--skip-context", action="store_true", help="only the peer table")
     parser.add_argument("--cell", nargs=3, metavar=("KIND", "CONTEXT", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--pair", choices=list(TABLE1_MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -258,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cell:
         kind, context, batch = args.cell[0], int(args.cell[1]), int(args.cell[2])
         print(json.dumps(run_cell(kind, context, batch, reps, args.warmup)))
+        return 0
+    if args.pair:
+        print(json.dumps(run_pair(args.pair, reps, args.warmup)))
         return 0
 
     header = (
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     out = [header, ""]
     if not args.skip_peer:
-        out += peer_table(reps, args.warmup)
+        out += peer_table(reps, args.warmup, args.threads)
         note = f"(The issue reports {PEER_REPORTED_TOKENS_PER_S:,} tokens/s for xLSTMLarge on this machine.)"
         out += ["", note]
         print()
