@@ -10,8 +10,8 @@ block, the same design as xLSTMLarge's (the xLSTM-7B block: mLSTM at d_model wit
 soft-capped gates, output gate, then a SwiGLU feed-forward of factor 8/3) with the same parameter count
 (3,231,008; tests/models/test_block_xlstm7b.py checks it). biolm's ``m`` block, the xLSTM-paper
 pre-up-projection block that the Bio-xLSTM papers use, is timed too (proj_factor 2, no feed-forward;
-half the parameters). Models of one table are timed round-robin, so that load from other processes
-hits them alike.
+half the parameters). Each biolm model is timed round-robin with the peer, in a subprocess of its
+own, so that load from other processes and the allocator's state hit both alike.
 
 Table 2 (context): the models of the recipes ``dna/xlstm_2m_*`` (pattern m) and ``dna/transformer_2m_*``
 (pattern t: softmax attention with RoPE), same d_model and depth, ~1.65M parameters each, at 1k (batch
