@@ -1,0 +1,554 @@
+"""Prompts for generation, laid out exactly as the training examples of the matching objective.
+
+Three kinds of prompt, each built with the training-side formatting functions (not a copy of them), so
+that a model trained with in-context packing or fill-in-the-middle sees at generation time the format
+it was trained on:
+
+- `family_prompt`: homologous proteins (FASTA / A3M / Stockholm) as context, packed as
+  `biolm.data.packing.pack_members` packs a family: `<bos> m1 <sep> m2 <sep> ... mk <sep>`, with
+  `position_ids` restarting at 0 at each delimiter. The prompt ends with the `<sep>` that opens the new
+  member, so the first generated token is that member's first residue (position 1).
+- `molecule_set_prompt`: a molecule set (.smi / .csv / .tsv) as context, packed as
+  `biolm.data.molsets.packed_example` packs a set, ending in the same way.
+- `infill_prompt`: a protein with spans to fill, in the multi-span FIM format of
+  `biolm.data.packing.fim_format`; `assemble_infill` puts the generated spans back.
+
+In the in-context prompts a generated member ends, as in training, at `<sep>` (another member would
+follow) or `<eos>` (the set ends): both are in `Prompt.stop_ids`. Every problem with a context file is a
+one-line `InputError` naming the file (and the record or line where there is one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biolm.errors import InputError
+from biolm.tokenizers import TokenizationError, Tokenizer
+from biolm.tokenizers.base import BOS_ID, EOS_ID, SEP_ID
+
+DEFAULT_TOKEN_BUDGET = 2048
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Prompt:
+    """An in-context prompt: members of a family or a molecule set, then the start of a new member.
+
+    Attributes:
+        ids: [N] int64 token ids, `<bos> m1 <sep> ... mk <sep>`.
+        position_ids: [N] int64, restarting at 0 at every `<bos>`/`<sep>` (as in training).
+        n_members_used: k, the members in the prompt.
+        n_members_total: records read from the file (valid or not).
+        source: the context file.
+        kind: "family" or "molecules".
+        members: the k members as written in the prompt (residues, or SMILES as tokenized), in order.
+        reference: every distinct valid member of the file (canonical SMILES for molecules), those too
+            long for the budget included, to judge the novelty of generated members against the whole
+            context file, not only the prompt.
+        dropped: records left out before packing, by reason (e.g. {"duplicate": 3}); reasons with a zero
+            count are omitted. Members that were usable but did not fit the budget are not counted here
+            (they are `len(reference) - n_members_used`).
+        token_budget: the most tokens the prompt could take.
+        stop_ids: tokens that end a generated member (`<sep>`, `<eos>`).
+        next_position: position id of the first generated token (the `<sep>` before it is 0).
+    """
+
+    ids: np.ndarray
+    position_ids: np.ndarray
+    n_members_used: int
+    n_members_total: int
+    source: str
+    kind: str
+    members: list[str] = field(default_factory=list)
+    reference: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    token_budget: int = DEFAULT_TOKEN_BUDGET
+    stop_ids: tuple[int, ...] = (SEP_ID, EOS_ID)
+    next_position: int = 1
+
+    def describe(self) -> str:
+        """One line for the CLI, e.g. `context x.a3m: 12 of 40 members, 1,003 tokens (budget 1,024); ...`."""
+        noun = "molecules" if self.kind == "molecules" else "members"
+        line = (
+            f"context {self.source}: {self.n_members_used:,} of {len(self.reference):,} {noun}, "
+            f"{len(self.ids):,} tokens (budget {self.token_budget:,})"
+        )
+        if self.dropped:
+            line += "; left out " + ", ".join(f"{n:,} {why}" for why, n in self.dropped.items())
+        return line
+
+
+def _counts(**reasons: int) -> dict[str, int]:
+    return {why.replace("_", " "): n for why, n in reasons.items() if n}
+
+
+def _check_budget(token_budget: int, max_members: int | None) -> None:
+    if token_budget < 3:
+        raise InputError(f"token budget must be at least 3 (<bos>, one token, <sep>), got {token_budget}")
+    if max_members is not None and max_members < 1:
+        raise InputError(f"max members must be at least 1, got {max_members}")
+
+
+def _greedy_count(lengths: Sequence[int], token_budget: int, max_members: int | None) -> int:
+    """How many leading members fit: the prompt costs 1 + sum(n_i + 1) tokens. As in training packing,
+    the first member that does not fit ends the prompt (no member is cut, none is skipped over)."""
+    used, count = 1, 0
+    for n in lengths:
+        if used + n + 1 > token_budget or (max_members is not None and count >= max_members):
+            break
+        used += n + 1
+        count += 1
+    return count
+
+
+# --- protein families ---------------------------------------------------------------------------------
+
+
+def _read_family_records(path: Path) -> list[tuple[str, str]]:
+    """(name, unaligned sequence) of every record of a FASTA/A3M/Stockholm file, all alignments of a
+    Stockholm file together; empty sequences are kept (as "") for the caller to count."""
+    # read_protein_file rejects a record that is empty after gap removal, which is right for training
+    # data but too strict for a context file; its lower-level parser is used instead (see the report).
+    from biolm.data.protein_io import _records, clean_sequence, sniff_format
+
+    fmt = sniff_format(path)
+    records = []
+    for raw in _records(path, fmt):
+        for name, text in raw:
+            records.append((name or f"#{len(records) + 1}", clean_sequence(text)))
+    return records
+
+
+def family_prompt(
+    path: str | os.PathLike,
+    tokenizer: Tokenizer,
+    *,
+    seed: int = 0,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_members: int | None = None,
+) -> Prompt:
+    """A prompt of homologous proteins for generating a new member of their family.
+
+    The file's records are read as raw proteins (gaps `-`/`.` removed, A3M/Stockholm inserts
+    upper-cased, a final `*` dropped; gzip is fine). Empty and duplicate sequences are left out and
+    counted, as are members that alone exceed the budget; the rest are shuffled with `seed` and taken in
+    that order while they fit `token_budget`, never cut, as training packs a family
+    (`biolm.data.packing.pack_members`).
+
+    Args:
+        path: FASTA, A3M or Stockholm file, optionally gzipped.
+        tokenizer: the model's protein tokenizer; every member is checked with it.
+        seed: seeds the member order (the same seed gives the same prompt).
+        token_budget: the most prompt tokens (`<bos>` and the final `<sep>` included). To stay within
+            the lengths the model was trained on, pass its `data.seq_len` less the expected length of
+            the new member.
+        max_members: at most this many members (None: as many as fit).
+
+    Returns:
+        The prompt; `ids` and `position_ids` are [N] int64.
+
+    Raises:
+        InputError: a missing, empty or malformed file, a residue the tokenizer cannot read (naming the
+            record), no usable member, or no member short enough for the budget.
+    """
+    from biolm.data.packing import pack_members
+
+    path = Path(path)
+    _check_budget(token_budget, max_members)
+    if getattr(tokenizer, "kind", None) != "protein":
+        raise InputError(
+            f"{path}: a protein family is context for a protein model, not a {tokenizer.kind} model"
+        )
+    records = _read_family_records(path)
+    seen: set[str] = set()
+    sequences, ids, reference = [], [], []
+    n_empty = n_duplicate = n_long = 0
+    for name, seq in records:
+        if not seq:
+            n_empty += 1
+            continue
+        if seq in seen:
+            n_duplicate += 1
+            continue
+        seen.add(seq)
+        reference.append(seq)
+        try:
+            member = tokenizer.encode(seq, record=name)
+        except TokenizationError as err:
+            raise InputError(f"{path}: {err} (after removing gaps)") from None
+        if len(member) + 2 > token_budget:
+            n_long += 1
+            continue
+        sequences.append(seq)
+        ids.append(member.astype(np.int64))
+    if not ids:
+        why = f"{n_long} longer than the token budget of {token_budget}" if n_long else "all empty"
+        raise InputError(f"{path}: no usable protein for the context ({len(records)} records; {why})")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    count = _greedy_count([len(ids[i]) for i in order], token_budget, max_members)
+    chosen = [ids[i] for i in order[:count]]
+    # The empty last member makes pack_members end the prompt with the <sep> that opens a new member.
+    n_tokens = 1 + sum(len(m) + 1 for m in chosen)
+    example, packed = pack_members([*chosen, _EMPTY], n_tokens)
+    if packed != count + 1:  # pragma: no cover - pack_members changed its budget rule
+        raise RuntimeError("pack_members did not pack every chosen member")
+    return Prompt(
+        ids=example["input_ids"].numpy(),
+        position_ids=example["position_ids"].numpy(),
+        n_members_used=count,
+        n_members_total=len(records),
+        source=str(path),
+        kind="family",
+        members=[sequences[i] for i in order[:count]],
+        reference=reference,
+        dropped=_counts(empty=n_empty, duplicate=n_duplicate, longer_than_budget=n_long),
+        token_budget=token_budget,
+    )
+
+
+# --- molecule sets ------------------------------------------------------------------------------------
+
+
+def molecule_set_prompt(
+    path: str | os.PathLike,
+    tokenizer: Tokenizer,
+    *,
+    seed: int = 0,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_members: int | None = None,
+    column: str | None = None,
+    randomize: bool = False,
+    unknown: str = "skip",
+) -> Prompt:
+    """A prompt of molecules for generating new members of the set (e.g. more actives of a target).
+
+    Molecules are read as training reads them (`biolm.data.chem.read_molecules`): RDKit checks every
+    SMILES and keeps its canonical form; invalid ones are skipped with one warning naming the file and
+    lines. Duplicates (the same canonical SMILES), molecules with tokens outside the model's vocabulary
+    (under `unknown="skip"`) and molecules that alone exceed the budget are left out and counted. The
+    rest are shuffled with `seed` and packed as `biolm.data.molsets.packed_example` packs a set.
+
+    Args:
+        path: .smi/.smiles/.txt (SMILES, then optionally a name) or a .csv/.tsv table, optionally .gz.
+        tokenizer: the model's SMILES tokenizer.
+        seed: seeds the order (and the randomized SMILES).
+        token_budget: the most prompt tokens (`<bos>` and the final `<sep>` included).
+        max_members: at most this many molecules (None: as many as fit).
+        column: the SMILES column of a table (exact name); auto-detected if None.
+        randomize: write each molecule as a seeded randomized SMILES, as training with
+            `data.randomize_smiles=true` does; False (default) writes canonical SMILES, the form of the
+            validation packs, which every such model has also seen.
+        unknown: "skip" (leave out molecules with tokens outside the vocabulary, with a warning),
+            "error" (stop at the first) or "replace" (read those tokens as `<unk>`).
+
+    Returns:
+        The prompt; `reference` holds the canonical SMILES of every usable molecule.
+
+    Raises:
+        InputError: missing, empty or unreadable file, unknown extension, missing column, no valid
+            molecule, no molecule short enough for the budget.
+    """
+    from biolm.data.chem import SMI_SUFFIXES, TABLE_SUFFIXES, read_molecules, warn_skipped
+    from biolm.data.chem_dataset import MoleculeEncoder, example_seed
+    from biolm.data.molsets import packed_example
+
+    path = Path(path)
+    _check_budget(token_budget, max_members)
+    if getattr(tokenizer, "kind", None) != "smiles":
+        raise InputError(
+            f"{path}: a molecule set is context for a SMILES model, not a {tokenizer.kind} model"
+        )
+    name = path.name.lower().removesuffix(".gz")
+    if not name.endswith(SMI_SUFFIXES + TABLE_SUFFIXES):
+        raise InputError(
+            f"{path}: unknown molecule file extension; expected {' '.join(SMI_SUFFIXES + TABLE_SUFFIXES)}, "
+            "optionally .gz"
+        )
+    if column is not None and not name.endswith(TABLE_SUFFIXES):
+        raise InputError(f"{path}: --column applies to CSV/TSV tables, not to SMILES files")
+    try:
+        molecules = read_molecules(path, column)
+    except InputError as err:
+        # The reader names the training option; here the column comes from the command line.
+        raise InputError(str(err).replace("data.smiles_column", "--column")) from None
+    n_invalid = molecules.total - len(molecules)
+    first: dict[str, int] = {}
+    for i, smiles in enumerate(molecules.smiles):
+        first.setdefault(smiles, i)
+    unique = molecules.subset(sorted(first.values()))
+    n_duplicate = len(molecules) - len(unique)
+    # A budget that nothing exceeds: the budget check below names --token-budget, not data.seq_len.
+    checker = MoleculeEncoder(tokenizer, unknown, max_tokens=1 << 30)
+    usable = checker.check(unique)
+    n_unknown = len(unique) - len(usable)
+    encoder = MoleculeEncoder(checker.tokenizer, unknown, max_tokens=token_budget)
+    canonical_ids = [encoder.encode(s) for s in usable.smiles]
+    fits = [i for i, m in enumerate(canonical_ids) if encoder.fits(m)]
+    fit_set = set(fits)
+    too_long = [(usable.lines[i], usable.smiles[i]) for i in range(len(usable)) if i not in fit_set]
+    if too_long:
+        warn_skipped(path, f"over the token budget of {token_budget}", too_long, molecules.total)
+    if not fits:
+        raise InputError(
+            f"{path}: no usable molecule for the context ({molecules.total} records, {len(usable)} usable, "
+            f"none within the token budget of {token_budget})"
+        )
+    order = [fits[j] for j in np.random.default_rng(seed).permutation(len(fits))]
+    encoded = [
+        encoder.training_ids(usable.smiles[i], example_seed(seed, 0, i)) if randomize else canonical_ids[i]
+        for i in order
+    ]
+    count = _greedy_count([len(m) for m in encoded], token_budget, max_members)
+    chosen = [m.astype(np.int64) for m in encoded[:count]]
+    example = packed_example([*chosen, _EMPTY], BOS_ID, SEP_ID, EOS_ID)
+    # packed_example ends with <eos> as an input; the prompt stops at the <sep> before it.
+    return Prompt(
+        ids=example["input_ids"].numpy()[:-1],
+        position_ids=example["position_ids"].numpy()[:-1],
+        n_members_used=count,
+        n_members_total=molecules.total,
+        source=str(path),
+        kind="molecules",
+        members=[tokenizer.decode(m) for m in chosen],
+        reference=list(usable.smiles),
+        dropped=_counts(
+            invalid=n_invalid,
+            duplicate=n_duplicate,
+            unknown_tokens=n_unknown,
+            longer_than_budget=len(too_long),
+        ),
+        token_budget=token_budget,
+    )
+
+
+def context_prompt(path: str | os.PathLike, tokenizer: Tokenizer, **options: Any) -> Prompt:
+    """`family_prompt` for a protein model, `molecule_set_prompt` for a SMILES model.
+
+    Raises:
+        InputError: as those, or a model of another kind (DNA models are not trained in context).
+    """
+    kind = getattr(tokenizer, "kind", None)
+    if kind == "protein":
+        if options.pop("column", None) is not None:
+            raise InputError(f"{path}: --column applies to molecule tables, not to protein families")
+        return family_prompt(path, tokenizer, **options)
+    if kind == "smiles":
+        return molecule_set_prompt(path, tokenizer, **options)
+    raise InputError(f"{path}: in-context generation needs a protein or SMILES model, not a {kind} model")
+
+
+# --- fill-in-the-middle -------------------------------------------------------------------------------
+
+_SPAN = re.compile(r"\[([^\[\]]*)\]")
+MAX_SPAN_LENGTH = 100_000
+
+
+@dataclass(frozen=True)
+class InfillTemplate:
+    """A parsed infill template: `segments[0] span_0 segments[1] span_1 ... segments[n]`.
+
+    Attributes:
+        text: the template as given.
+        segments: the n + 1 known stretches of residues (upper case; the first and last may be empty).
+        span_lengths: per span, its exact length, or None for a span of free length.
+    """
+
+    text: str
+    segments: tuple[str, ...]
+    span_lengths: tuple[int | None, ...]
+
+
+def _check_stray_bracket(piece: str, offset: int, fail: Any) -> None:
+    """A bracket outside a well-formed span: report the first one, with its position in the template."""
+    where = [i for i, ch in enumerate(piece) if ch in "[]"]
+    if where:
+        i = where[0]
+        raise fail("unclosed '['" if piece[i] == "[" else "']' without '['", offset + i + 1)
+
+
+def parse_infill(text: str) -> InfillTemplate:
+    """Parse an infill template: residues with spans to generate in square brackets.
+
+    Syntax: `[?]` is a span of any length (the model decides where it ends), `[n]` a span of exactly n
+    residues (1 <= n). Example: `MKT[?]LLV[5]W` keeps MKT, LLV and W and fills two spans, the second of
+    five residues. Spans may open or close the sequence but two spans need at least one residue between
+    them (training never puts spans side by side). Whitespace is ignored; residues may be lower case.
+
+    Raises:
+        InputError: one line naming the template and the 1-based position of the problem: no span,
+            an unclosed or unopened bracket, an empty or malformed span, adjacent spans.
+    """
+    shown = text if len(text) <= 60 else text[:57] + "..."
+
+    def fail(message: str, position: int | None = None) -> InputError:
+        where = f" at position {position}" if position is not None else ""
+        return InputError(
+            f"infill template {shown!r}: {message}{where} (syntax: residues with [?] for a span of any "
+            "length or [n] for n residues, e.g. MKT[?]LLV[5]W)"
+        )
+
+    segments, lengths, start = [], [], 0
+    for match in _SPAN.finditer(text):
+        between = text[start : match.start()]
+        _check_stray_bracket(between, start, fail)
+        inside = match.group(1).strip()
+        if inside == "?":
+            lengths.append(None)
+        elif inside.isdigit() and 1 <= int(inside) <= MAX_SPAN_LENGTH:
+            lengths.append(int(inside))
+        else:
+            raise fail(f"span [{match.group(1)}] is neither [?] nor [n] with 1 <= n", match.start() + 1)
+        segment = "".join(between.split()).upper()
+        if lengths[:-1] and not segment:
+            raise fail("two spans without a residue between them", match.start() + 1)
+        segments.append(segment)
+        start = match.end()
+    rest = text[start:]
+    _check_stray_bracket(rest, start, fail)
+    if not lengths:
+        raise fail("no span to fill")
+    segments.append("".join(rest.split()).upper())
+    return InfillTemplate(text, tuple(segments), tuple(lengths))
+
+
+@dataclass
+class InfillPrompt:
+    """A fill-in-the-middle prompt in the training format (`biolm.data.packing.fim_format`):
+    `<bos> A <fim_1> C <fim_2> E <fim_1>` for the template `A[?]C[?]E`.
+
+    Generation protocol (what training taught the model): after the prompt, generate span 0; it ends
+    when the model emits `span_end_ids[0]` (the next span's sentinel, or `<eos>` after the last span).
+    That sentinel is then the input that starts span 1, and so on. A span of fixed length takes exactly
+    `span_lengths[j]` residues, after which its end token is fed instead of sampled. Positions simply
+    continue (`position_ids` is 0..N-1, as FIM examples have no restarts).
+
+    Attributes:
+        ids: [N] int64 prompt ids.
+        position_ids: [N] int64, 0..N-1.
+        template: the parsed template.
+        span_lengths: per span, its length or None (free).
+        span_sentinels: per span, the sentinel id that opens it.
+        span_end_ids: per span, the token that ends it.
+        tokenizer: the model's tokenizer, for `assemble_infill`.
+    """
+
+    ids: np.ndarray
+    position_ids: np.ndarray
+    template: InfillTemplate
+    span_lengths: tuple[int | None, ...]
+    span_sentinels: tuple[int, ...]
+    span_end_ids: tuple[int, ...]
+    tokenizer: Tokenizer = field(repr=False)
+
+    @property
+    def n_spans(self) -> int:
+        return len(self.span_lengths)
+
+
+def _encode_segments(template: InfillTemplate, tokenizer: Tokenizer) -> list[np.ndarray]:
+    out = []
+    for j, segment in enumerate(template.segments):
+        try:
+            out.append(tokenizer.encode(segment).astype(np.int64))
+        except TokenizationError as err:
+            bad = err.text or "?"
+            raise InputError(
+                f"infill template {template.text[:60]!r}: invalid residue {bad!r} in the "
+                f"{'prefix' if j == 0 else 'suffix' if j == len(template.segments) - 1 else 'middle'} "
+                f"{segment[:30]!r} (protein alphabet; gaps and other symbols are not residues)"
+            ) from None
+    return out
+
+
+def infill_prompt(template: str | InfillTemplate, tokenizer: Tokenizer) -> InfillPrompt:
+    """The FIM prompt for an infill template (see `parse_infill` for the syntax).
+
+    Args:
+        template: the template text or a parsed template.
+        tokenizer: the model's protein tokenizer, with at least one `<fim_k>` sentinel per span.
+
+    Raises:
+        InputError: a malformed template, a bad residue, or a model without enough sentinels.
+    """
+    from biolm.data.packing import fim_format
+
+    if isinstance(template, str):
+        template = parse_infill(template)
+    n = len(template.span_lengths)
+    sentinels = list(getattr(tokenizer, "sentinel_ids", []))
+    if getattr(tokenizer, "kind", None) != "protein":
+        raise InputError(f"infilling needs a protein model trained with FIM, not a {tokenizer.kind} model")
+    if not sentinels:
+        raise InputError(
+            "infilling needs a model trained with fill-in-the-middle (task.objective=fim); this model's "
+            "tokenizer has no <fim_k> sentinels"
+        )
+    if n > len(sentinels):
+        raise InputError(
+            f"infill template {template.text[:60]!r} has {n} spans but the model was trained with at most "
+            f"{len(sentinels)} (task.fim_max_spans)"
+        )
+    segments = _encode_segments(template, tokenizer)
+    # fim_format needs each span's content; one placeholder residue stands for it, and only the part
+    # before the spans' tail (the body, then the first span's sentinel) becomes the prompt.
+    placeholder = np.array([tokenizer.token_to_id("X")], dtype=np.int64)
+    parts, spans, at = [], [], 0
+    for j, segment in enumerate(segments):
+        parts.append(segment)
+        at += len(segment)
+        if j < n:
+            parts.append(placeholder)
+            spans.append((at, at + 1))
+            at += 1
+    formatted = fim_format(np.concatenate(parts), spans, sentinels)
+    body = formatted[: sum(len(s) for s in segments) + n + 1]
+    ids = np.concatenate([[BOS_ID], body]).astype(np.int64)
+    return InfillPrompt(
+        ids=ids,
+        position_ids=np.arange(len(ids), dtype=np.int64),
+        template=template,
+        span_lengths=template.span_lengths,
+        span_sentinels=tuple(sentinels[:n]),
+        span_end_ids=(*sentinels[1:n], EOS_ID),
+        tokenizer=tokenizer,
+    )
+
+
+def assemble_infill(prompt: InfillPrompt, spans: Sequence[Any]) -> str:
+    """The whole sequence: the template's residues with each generated span in its place.
+
+    Args:
+        prompt: the prompt the spans were generated from.
+        spans: per span, its ids (list, numpy array or torch tensor; a trailing end token, i.e. the
+            next sentinel or `<eos>`, is dropped) or its residues as text.
+
+    Raises:
+        ValueError: the wrong number of spans, a special token inside a span, or a fixed-length span of
+            another length (a decoding bug, not the user's input).
+    """
+    from biolm.data.packing import fim_restore
+    from biolm.tokenizers.base import as_id_array
+
+    if len(spans) != prompt.n_spans:
+        raise ValueError(f"{prompt.n_spans} spans expected, got {len(spans)}")
+    tok = prompt.tokenizer
+    tail = []
+    for j, span in enumerate(spans):
+        ids = tok.encode(span, record=f"span {j + 1}") if isinstance(span, str) else as_id_array(span)
+        if len(ids) and ids[-1] == prompt.span_end_ids[j]:
+            ids = ids[:-1]
+        if np.isin(ids, tok.special_ids).any():
+            raise ValueError(f"span {j + 1} contains a special token: {ids.tolist()}")
+        if prompt.span_lengths[j] is not None and len(ids) != prompt.span_lengths[j]:
+            raise ValueError(f"span {j + 1} must have {prompt.span_lengths[j]} residues, got {len(ids)}")
+        tail += [[prompt.span_sentinels[j]], ids]
+    # The inverse of the training format puts the spans back (prompt.ids[-1] opens the first span).
+    fim_ids = np.concatenate([prompt.ids[1:-1], *[np.asarray(p, dtype=np.int64) for p in tail]])
+    return tok.decode(fim_restore(fim_ids, list(prompt.span_sentinels)))
