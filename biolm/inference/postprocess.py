@@ -1,0 +1,191 @@
+"""After sampling: check, canonicalize and de-duplicate generated sequences, count what survives, and
+write the results atomically (FASTA, SMILES).
+
+Counts are plain dicts so that the CLI can print them and tests can compare them:
+    molecules  {"generated", "valid", "unique", "novel"}  ("novel" only with a reference set)
+    proteins   {"generated", "non_empty", "unique", "novel"}
+Each count is of the stage before it: unique valid molecules, novel unique ones.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from biolm.inference.io import write_atomic
+
+
+def clean_molecules(
+    smiles: Iterable[str], reference: Iterable[str] | None = None, *, drop_known: bool = False
+) -> tuple[list[str], dict[str, int]]:
+    """Valid, canonical, de-duplicated molecules, and how many passed each stage.
+
+    A sample is valid if RDKit parses it into at least one atom. Molecules are compared by their
+    canonical (isomeric) SMILES, the form training uses (`biolm.data.chem.canonical_smiles`), so two
+    spellings of one molecule are one molecule.
+
+    Args:
+        smiles: the generated SMILES, in sampling order.
+        reference: known molecules (e.g. the context set); canonicalized here, invalid ones ignored.
+            With it, "novel" counts unique molecules not in it.
+        drop_known: also leave out the molecules found in `reference`.
+
+    Returns:
+        (canonical SMILES kept, in order of first appearance; counts as in the module docstring).
+    """
+    from biolm.data.chem import canonical_smiles
+
+    generated, valid = 0, 0
+    unique: dict[str, None] = {}
+    for text in smiles:
+        generated += 1
+        canonical = canonical_smiles(text) if text and text.strip() else None
+        if canonical is None:
+            continue
+        valid += 1
+        unique.setdefault(canonical, None)
+    counts = {"generated": generated, "valid": valid, "unique": len(unique)}
+    kept = list(unique)
+    if reference is not None:
+        known = {c for c in (canonical_smiles(r) for r in reference if r) if c is not None}
+        novel = [s for s in kept if s not in known]
+        counts["novel"] = len(novel)
+        if drop_known:
+            kept = novel
+    return kept, counts
+
+
+def clean_proteins(
+    sequences: Iterable[str],
+    reference: Iterable[str] | None = None,
+    *,
+    drop_duplicates: bool = True,
+    drop_known: bool = False,
+) -> tuple[list[str], dict[str, int]]:
+    """Non-empty (and by default distinct) generated proteins, and how many passed each stage.
+
+    A sample is empty when the model ended the member at once (`<sep>`/`<eos>` as its first token).
+    Sequences are compared upper-cased, without whitespace.
+
+    Args:
+        sequences: the generated sequences, in sampling order.
+        reference: known proteins (e.g. the context family); with it, "novel" counts unique samples not
+            in it.
+        drop_duplicates: keep only the first copy of a repeated sequence.
+        drop_known: also leave out sequences found in `reference`.
+
+    Returns:
+        (sequences kept, in sampling order; counts as in the module docstring).
+    """
+    norm = ["".join(s.split()).upper() for s in sequences]
+    non_empty = [s for s in norm if s]
+    distinct = list(dict.fromkeys(non_empty))
+    counts = {"generated": len(norm), "non_empty": len(non_empty), "unique": len(distinct)}
+    kept = distinct if drop_duplicates else non_empty
+    if reference is not None:
+        known = {"".join(r.split()).upper() for r in reference}
+        counts["novel"] = sum(s not in known for s in distinct)
+        if drop_known:
+            kept = [s for s in kept if s not in known]
+    return kept, counts
+
+
+def format_counts(counts: Mapping[str, int]) -> str:
+    """One line for the CLI, each stage with its share of the stage before it, e.g.
+    `1,000 generated, 912 valid (91.2%), 850 unique (93.2%), 790 novel (92.9%)`."""
+    parts, previous = [], None
+    for stage, n in counts.items():
+        label = stage.replace("_", "-")
+        if previous is None:
+            parts.append(f"{n:,} {label}")
+        else:
+            share = f" ({100.0 * n / previous:.1f}%)" if previous else ""
+            parts.append(f"{n:,} {label}{share}")
+        previous = n
+    return ", ".join(parts)
+
+
+def _open_for_write(path: Path, target: Path):
+    # The temporary file has another suffix, so gzip is chosen from the final name.
+    if target.name.endswith(".gz"):
+        return gzip.open(path, "wt", encoding="utf-8")
+    return open(path, "w", encoding="utf-8")
+
+
+def _check_field(value: str, what: str, index: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} of record {index} must be a string, got {type(value).__name__}")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} of record {index} contains a line break: {value[:40]!r}")
+    return value
+
+
+def write_fasta(
+    path: str | os.PathLike, records: Iterable[tuple[str, str]] | Mapping[str, str], *, width: int = 0
+) -> Path:
+    """Write (header, sequence) records as FASTA, atomically (a `.gz` name is gzipped).
+
+    Args:
+        path: the output file; its folder is created.
+        records: (header, sequence) pairs or a {header: sequence} dict; the header is written after
+            `>` as given (an id, optionally followed by a description).
+        width: residues per line; 0 (default) writes each sequence on one line.
+
+    Returns:
+        `path`. Nothing is left at `path` if writing fails.
+
+    Raises:
+        ValueError: an empty header, or a header or sequence with a line break.
+    """
+    items = list(records.items() if isinstance(records, Mapping) else records)
+    lines = []
+    for index, (header, sequence) in enumerate(items, start=1):
+        _check_field(header, "header", index)
+        _check_field(sequence, "sequence", index)
+        if not header.strip():
+            raise ValueError(f"header of record {index} is empty")
+        lines.append(f">{header}\n")
+        if width > 0 and sequence:
+            lines += [sequence[i : i + width] + "\n" for i in range(0, len(sequence), width)]
+        else:
+            lines.append(sequence + "\n")
+    target = Path(path)
+
+    def write(tmp: Path) -> None:
+        with _open_for_write(tmp, target) as handle:
+            handle.writelines(lines)
+
+    return write_atomic(target, write)
+
+
+def write_smiles(path: str | os.PathLike, smiles: Iterable[str], names: Iterable[str] | None = None) -> Path:
+    """Write one SMILES per line, optionally followed by a tab and a name, atomically (`.gz` gzipped).
+
+    The file reads back with `biolm.data.chem.read_molecules` (and RDKit's SMILES supplier).
+
+    Raises:
+        ValueError: a SMILES that is empty or contains whitespace, a name with a line break, or names
+            of another count than the SMILES.
+    """
+    smiles = list(smiles)
+    names = None if names is None else list(names)
+    if names is not None and len(names) != len(smiles):
+        raise ValueError(f"{len(smiles)} SMILES but {len(names)} names")
+    lines = []
+    for index, text in enumerate(smiles, start=1):
+        _check_field(text, "SMILES", index)
+        if not text or any(ch.isspace() for ch in text):
+            raise ValueError(f"SMILES of record {index} is empty or contains whitespace: {text!r}")
+        if names is None:
+            lines.append(text + "\n")
+        else:
+            lines.append(f"{text}\t{_check_field(names[index - 1], 'name', index)}\n")
+    target = Path(path)
+
+    def write(tmp: Path) -> None:
+        with _open_for_write(tmp, target) as handle:
+            handle.writelines(lines)
+
+    return write_atomic(target, write)
