@@ -51,6 +51,7 @@ def filter_logits(
         probs = sorted_logits.softmax(-1)
         # Drop a token when the tokens ranked above it already reach top_p; the best token always stays.
         drop = (probs.cumsum(-1) - probs) >= top_p
+        drop[..., 0] = False  # top_p = 0 would otherwise drop everything
         logits = logits.masked_fill(drop.scatter(-1, index, drop), NEG_INF)
     if min_p is not None and min_p > 0.0:
         # In log space: p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p).
