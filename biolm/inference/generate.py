@@ -177,8 +177,8 @@ def generate(
 
     filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     samples: list[np.ndarray] = []
-    bar = tqdm(total=num_samples * max_new_tokens, unit="tok", unit_scale=True, desc="generating")
-    bar.disable = not progress
+    total = num_samples * max_new_tokens
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc="generating", disable=not progress)
     for first in range(0, num_samples, batch_size):
         rows = list(range(first, min(first + batch_size, num_samples)))
         samples += _decode_batch(model, prefilled, rows, max_new_tokens, stop, banned, filters, seed, bar)
