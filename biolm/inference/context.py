@@ -168,8 +168,8 @@ def family_prompt(
         )
     records = _read_family_records(path)
     seen: set[str] = set()
-    sequences, ids, reference = [], [], []
-    n_empty = n_duplicate = n_long = 0
+    sequences, ids = [], []
+    n_empty = n_duplicate = 0
     for name, seq in records:
         if not seq:
             n_empty += 1
@@ -178,20 +178,19 @@ def family_prompt(
             n_duplicate += 1
             continue
         seen.add(seq)
-        reference.append(seq)
         try:
-            member = tokenizer.encode(seq, record=name)
+            ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
         except TokenizationError as err:
             raise InputError(f"{path}: {err} (after removing gaps)") from None
-        if len(member) + 2 > token_budget:
-            n_long += 1
-            continue
         sequences.append(seq)
-        ids.append(member.astype(np.int64))
-    if not ids:
+    # Shuffle before leaving out the members too long for the budget, so that one seed gives the same
+    # order whatever the budget (a larger budget extends the same prompt).
+    shuffled = np.random.default_rng(seed).permutation(len(ids))
+    order = [i for i in shuffled if len(ids[i]) + 2 <= token_budget]
+    n_long = len(ids) - len(order)
+    if not order:
         why = f"{n_long} longer than the token budget of {token_budget}" if n_long else "all empty"
         raise InputError(f"{path}: no usable protein for the context ({len(records)} records; {why})")
-    order = np.random.default_rng(seed).permutation(len(ids))
     count = _greedy_count([len(ids[i]) for i in order], token_budget, max_members)
     chosen = [ids[i] for i in order[:count]]
     # The empty last member makes pack_members end the prompt with the <sep> that opens a new member.
@@ -207,7 +206,7 @@ def family_prompt(
         source=str(path),
         kind="family",
         members=[sequences[i] for i in order[:count]],
-        reference=reference,
+        reference=sequences,
         dropped=_counts(empty=n_empty, duplicate=n_duplicate, longer_than_budget=n_long),
         token_budget=token_budget,
     )
@@ -300,13 +299,22 @@ def molecule_set_prompt(
             f"{path}: no usable molecule for the context ({molecules.total} records, {len(usable)} usable, "
             f"none within the token budget of {token_budget})"
         )
-    order = [fits[j] for j in np.random.default_rng(seed).permutation(len(fits))]
-    encoded = [
-        encoder.training_ids(usable.smiles[i], example_seed(seed, 0, i)) if randomize else canonical_ids[i]
-        for i in order
-    ]
-    count = _greedy_count([len(m) for m in encoded], token_budget, max_members)
-    chosen = [m.astype(np.int64) for m in encoded[:count]]
+    # As for families: shuffle first, so that the order does not depend on the budget.
+    order = [int(i) for i in np.random.default_rng(seed).permutation(len(usable)) if i in fit_set]
+    chosen: list[np.ndarray] = []
+    used = 1  # <bos>; each molecule then costs its tokens and the <sep> after it
+    for i in order:
+        # Randomized forms are drawn only for the molecules that are tried, not for the whole file.
+        ids = (
+            encoder.training_ids(usable.smiles[i], example_seed(seed, 0, i))
+            if randomize
+            else canonical_ids[i]
+        )
+        if used + len(ids) + 1 > token_budget or (max_members is not None and len(chosen) >= max_members):
+            break
+        chosen.append(ids.astype(np.int64))
+        used += len(ids) + 1
+    count = len(chosen)
     example = packed_example([*chosen, _EMPTY], BOS_ID, SEP_ID, EOS_ID)
     # packed_example ends with <eos> as an input; the prompt stops at the <sep> before it.
     return Prompt(
