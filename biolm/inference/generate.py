@@ -175,13 +175,72 @@ def generate(
     vocab = prefilled.logits.shape[-1]
     stop, banned = _token_sets(model, vocab, stop_ids, banned_ids)
 
+    rule = StopRule(stop, banned)
     filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    return decode(
+        model, prefilled, num_samples, lambda n: rule, max_new_tokens, filters, seed, batch_size, progress
+    )
+
+
+class StopRule:
+    """What may be sampled and when a row ends; this one: never `banned`, end at a stop token.
+
+    `decode` asks a rule, at every step, for the banned tokens of the rows still decoding, lets it
+    override the sampled tokens (e.g. to force an end), and asks which rows have ended. Rows are given
+    as indices into the batch (`alive`), so a rule can keep per-row state in arrays of the batch size.
+    """
+
+    def __init__(self, stop: torch.Tensor, banned: torch.Tensor) -> None:
+        self.stop, self._banned = stop, banned
+
+    def banned(self, alive: np.ndarray) -> torch.Tensor:
+        """[V] or [len(alive), V] bool: tokens that must not be sampled for these rows."""
+        return self._banned
+
+    def choose(self, alive: np.ndarray, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens [len(alive)] to emit, given the sampled ones."""
+        return tokens
+
+    def ended(self, alive: np.ndarray, tokens: torch.Tensor) -> np.ndarray:
+        """[len(alive)] bool: rows whose token ends them (that token is not part of the sample)."""
+        return torch.isin(tokens, self.stop).numpy()
+
+
+def decode(
+    model: BioLM,
+    prefilled: Prefill,
+    num_samples: int,
+    make_rule: Callable[[int], StopRule],
+    max_new_tokens: int,
+    filters: dict,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Decode `num_samples` rows from one prefilled state, `batch_size` at a time, under a rule.
+
+    Args:
+        model: a causal `BioLM`.
+        prefilled: the prompt's state (batch 1), repeated for each batch.
+        num_samples: rows to decode.
+        make_rule: builds the rule of a batch from its number of rows (see `StopRule`).
+        max_new_tokens: most tokens per row, the ending token included.
+        filters: keyword arguments of `filter_logits` (temperature, top_k, top_p, min_p).
+        seed: sample j draws from the stream seeded by (seed, j).
+        batch_size: rows decoded together.
+        progress: show a progress bar of generated tokens.
+
+    Returns:
+        Per row, the emitted tokens without the one that ended it; a row that reached `max_new_tokens`
+        without ending has exactly `max_new_tokens` tokens.
+    """
     samples: list[np.ndarray] = []
     total = num_samples * max_new_tokens
     bar = tqdm(total=total, unit="tok", unit_scale=True, desc="generating", disable=not progress)
     for first in range(0, num_samples, batch_size):
         rows = list(range(first, min(first + batch_size, num_samples)))
-        samples += _decode_batch(model, prefilled, rows, max_new_tokens, stop, banned, filters, seed, bar)
+        rule = make_rule(len(rows))
+        samples += _decode_batch(model, prefilled, rows, max_new_tokens, rule, filters, seed, bar)
     bar.close()
     return samples
 
@@ -191,13 +250,12 @@ def _decode_batch(
     prefilled: Prefill,
     rows: list[int],
     max_new_tokens: int,
-    stop: torch.Tensor,
-    banned: torch.Tensor,
+    rule: StopRule,
     filters: dict,
     seed: int,
     bar: tqdm,
 ) -> list[np.ndarray]:
-    """Decode the samples numbered `rows` from the prefilled state; see `generate`."""
+    """Decode the samples numbered `rows` from the prefilled state; see `decode`."""
     n = len(rows)
     device = next(model.parameters()).device
     state = _map_state(prefilled.state, lambda t: t.expand(n, *t.shape[1:]).contiguous())
@@ -211,9 +269,9 @@ def _decode_batch(
         # Every row draws its uniform each step, stopped or not, so a sample's stream never depends on
         # the other rows of its batch.
         uniforms = torch.from_numpy(streams.next()[alive])
-        scores = filter_logits(logits.double().cpu().masked_fill(banned, float("-inf")), **filters)
-        tokens = sample_from_logits(scores, uniforms)
-        stopped = torch.isin(tokens, stop).numpy()
+        scores = logits.double().cpu().masked_fill(rule.banned(alive), float("-inf"))
+        tokens = rule.choose(alive, sample_from_logits(filter_logits(scores, **filters), uniforms))
+        stopped = rule.ended(alive, tokens)
         if t == tokens_out.shape[1]:
             tokens_out = np.concatenate([tokens_out, np.zeros_like(tokens_out)], axis=1)
         tokens_out[alive, t] = tokens.numpy()
