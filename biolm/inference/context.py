@@ -336,19 +336,31 @@ def molecule_set_prompt(
     )
 
 
-def context_prompt(path: str | os.PathLike, tokenizer: Tokenizer, **options: Any) -> Prompt:
-    """`family_prompt` for a protein model, `molecule_set_prompt` for a SMILES model.
+def context_prompt(
+    path: str | os.PathLike,
+    tokenizer: Tokenizer,
+    *,
+    seed: int = 0,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    max_members: int | None = None,
+    column: str | None = None,
+    randomize: bool = False,
+) -> Prompt:
+    """`family_prompt` for a protein model, `molecule_set_prompt` for a SMILES model (the arguments are
+    theirs; `column` and `randomize` are for molecules, and `randomize` is ignored for proteins).
 
     Raises:
-        InputError: as those, or a model of another kind (DNA models are not trained in context).
+        InputError: as those, `column` with a protein model, or a model of another kind (DNA models are
+            not trained in context).
     """
     kind = getattr(tokenizer, "kind", None)
+    common = {"seed": seed, "token_budget": token_budget, "max_members": max_members}
     if kind == "protein":
-        if options.pop("column", None) is not None:
+        if column is not None:
             raise InputError(f"{path}: --column applies to molecule tables, not to protein families")
-        return family_prompt(path, tokenizer, **options)
+        return family_prompt(path, tokenizer, **common)
     if kind == "smiles":
-        return molecule_set_prompt(path, tokenizer, **options)
+        return molecule_set_prompt(path, tokenizer, column=column, randomize=randomize, **common)
     raise InputError(f"{path}: in-context generation needs a protein or SMILES model, not a {kind} model")
 
 
@@ -460,19 +472,33 @@ class InfillPrompt:
         return len(self.span_lengths)
 
 
+def _first_bad_residue(text: str, tokenizer: Tokenizer) -> tuple[int, str]:
+    """1-based position and character of the first residue outside the brackets that the tokenizer
+    rejects (the segments drop whitespace, so positions are found in the template itself)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        if depth == 0 and not ch.isspace():
+            try:
+                tokenizer.encode(ch)
+            except TokenizationError:
+                return i + 1, ch
+        depth -= ch == "]"
+    return 0, "?"  # pragma: no cover - the caller saw a segment fail
+
+
 def _encode_segments(template: InfillTemplate, tokenizer: Tokenizer) -> list[np.ndarray]:
-    out = []
-    for j, segment in enumerate(template.segments):
-        try:
-            out.append(tokenizer.encode(segment).astype(np.int64))
-        except TokenizationError as err:
-            bad = err.text or "?"
-            raise InputError(
-                f"infill template {template.text[:60]!r}: invalid residue {bad!r} in the "
-                f"{'prefix' if j == 0 else 'suffix' if j == len(template.segments) - 1 else 'middle'} "
-                f"{segment[:30]!r} (protein alphabet; gaps and other symbols are not residues)"
-            ) from None
-    return out
+    try:
+        return [tokenizer.encode(segment).astype(np.int64) for segment in template.segments]
+    except TokenizationError:
+        from biolm.tokenizers.protein import EXTRA_AMINO_ACIDS, STANDARD_AMINO_ACIDS
+
+        position, bad = _first_bad_residue(template.text, tokenizer)
+        shown = template.text if len(template.text) <= 60 else template.text[:57] + "..."
+        raise InputError(
+            f"infill template {shown!r}: invalid residue {bad!r} at position {position} (the protein "
+            f"alphabet is {STANDARD_AMINO_ACIDS}{EXTRA_AMINO_ACIDS}; gaps and other symbols are not residues)"
+        ) from None
 
 
 def infill_prompt(template: str | InfillTemplate, tokenizer: Tokenizer) -> InfillPrompt:

@@ -349,8 +349,8 @@ def test_assemble_rejects_decoding_bugs(protein_tok):
         ("MKT[0]LLV", "neither \\[\\?\\] nor \\[n\\]"),
         ("MKT[]LLV", "neither"),
         ("MKT[abc]LLV", "neither"),
-        ("MK-T[?]LLV", "invalid residue '-' in the prefix"),
-        ("MKT[?]L1V", "invalid residue '1' in the suffix"),
+        ("MK-T[?]LLV", "invalid residue '-' at position 3"),
+        ("MKT[12]L 1V", "invalid residue '1' at position 10"),
         ("A[?]B[?]C[?]D[?]E", "4 spans but the model was trained with at most 3"),
     ],
 )
