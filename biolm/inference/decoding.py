@@ -1,0 +1,166 @@
+"""The decoding loop of `biolm.inference.generate`: batched sampling from a prefilled state under a rule
+that says what may be sampled and when a row ends (`StopRule` for plain generation, an infill rule for
+fill-in-the-middle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
+from biolm.models import BioLM
+from biolm.tokenizers.base import BOS_ID, SEP_ID
+
+# Tokens that start a member: positions restart at 0 on them.
+DELIMITER_IDS = (BOS_ID, SEP_ID)
+
+
+@dataclass
+class Prefill:
+    """A model's state after reading a prompt (batch 1), ready to decode from.
+
+    Attributes:
+        state: per-block state after the last prompt token, batch 1.
+        logits: [vocab_size] float32 next-token logits after the last prompt token.
+        position: RoPE position of the next token, i.e. within the member being written.
+        length: number of prompt tokens read.
+    """
+
+    state: list[Any]
+    logits: torch.Tensor
+    position: int
+    length: int
+
+
+class StopRule:
+    """What may be sampled and when a row ends; this one: never `banned`, end at a stop token.
+
+    `decode` asks a rule, at every step, for the banned tokens of the rows still decoding, lets it
+    override the sampled tokens (e.g. to force an end), and asks which rows have ended. Rows are given
+    as indices into the batch (`alive`), so a rule can keep per-row state in arrays of the batch size.
+    """
+
+    def __init__(self, stop: torch.Tensor, banned: torch.Tensor) -> None:
+        self.stop, self._banned = stop, banned
+
+    def banned(self, alive: np.ndarray) -> torch.Tensor:
+        """[V] or [len(alive), V] bool: tokens that must not be sampled for these rows."""
+        return self._banned
+
+    def choose(self, alive: np.ndarray, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens [len(alive)] to emit, given the sampled ones."""
+        return tokens
+
+    def ended(self, alive: np.ndarray, tokens: torch.Tensor) -> np.ndarray:
+        """[len(alive)] bool: rows whose token ends them (that token is not part of the sample)."""
+        return torch.isin(tokens, self.stop).numpy()
+
+
+def decode(
+    model: BioLM,
+    prefilled: Prefill,
+    num_samples: int,
+    make_rule: Callable[[int], StopRule],
+    max_new_tokens: int,
+    filters: dict,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Decode `num_samples` rows from one prefilled state, `batch_size` at a time, under a rule.
+
+    Args:
+        model: a causal `BioLM`.
+        prefilled: the prompt's state (batch 1), repeated for each batch.
+        num_samples: rows to decode.
+        make_rule: builds the rule of a batch from its number of rows (see `StopRule`).
+        max_new_tokens: most tokens per row, the ending token included.
+        filters: keyword arguments of `filter_logits` (temperature, top_k, top_p, min_p).
+        seed: sample j draws from the stream seeded by (seed, j).
+        batch_size: rows decoded together.
+        progress: show a progress bar of generated tokens.
+
+    Returns:
+        Per row, the emitted tokens without the one that ended it; a row that reached `max_new_tokens`
+        without ending has exactly `max_new_tokens` tokens.
+    """
+    samples: list[np.ndarray] = []
+    total = num_samples * max_new_tokens
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc="generating", disable=not progress)
+    for first in range(0, num_samples, batch_size):
+        rows = list(range(first, min(first + batch_size, num_samples)))
+        rule = make_rule(len(rows))
+        samples += _decode_batch(model, prefilled, rows, max_new_tokens, rule, filters, seed, bar)
+    bar.close()
+    return samples
+
+
+def _decode_batch(
+    model: BioLM,
+    prefilled: Prefill,
+    rows: list[int],
+    max_new_tokens: int,
+    rule: StopRule,
+    filters: dict,
+    seed: int,
+    bar: tqdm,
+) -> list[np.ndarray]:
+    """Decode the samples numbered `rows` from the prefilled state; see `decode`."""
+    n = len(rows)
+    device = next(model.parameters()).device
+    state = map_state(prefilled.state, lambda t: t.expand(n, *t.shape[1:]).contiguous())
+    logits = prefilled.logits[None].expand(n, -1)
+    position = torch.full((n,), prefilled.position, dtype=torch.long)
+    streams = SampleStreams(seed, rows)
+    alive = np.arange(n)  # batch rows still decoding, in the order of the model's state
+    lengths = np.full(n, max_new_tokens)
+    tokens_out = np.zeros((n, min(max_new_tokens, 256)), dtype=np.int64)  # grown by doubling
+    for t in range(max_new_tokens):
+        # Every row draws its uniform each step, stopped or not, so a sample's stream never depends on
+        # the other rows of its batch.
+        uniforms = torch.from_numpy(streams.next()[alive])
+        scores = logits.double().cpu().masked_fill(rule.banned(alive), float("-inf"))
+        tokens = rule.choose(alive, sample_from_logits(filter_logits(scores, **filters), uniforms))
+        stopped = rule.ended(alive, tokens)
+        if t == tokens_out.shape[1]:
+            tokens_out = np.concatenate([tokens_out, np.zeros_like(tokens_out)], axis=1)
+        tokens_out[alive, t] = tokens.numpy()
+        lengths[alive[stopped]] = t
+        bar.update(len(alive))
+        if stopped.any():
+            keep = np.flatnonzero(~stopped)
+            alive, tokens, position = alive[keep], tokens[keep], position[keep]
+            keep_t = torch.from_numpy(keep).to(device)
+            state = map_state(state, lambda s, k=keep_t: s.index_select(0, k))
+        if len(alive) == 0 or t == max_new_tokens - 1:
+            bar.update(int((max_new_tokens - 1 - lengths.clip(max=max_new_tokens - 1)).sum()))
+            break
+        # The layout of the training data: a delimiter starts a new member at position 0.
+        fed_position = torch.where(torch.isin(tokens, torch.tensor(DELIMITER_IDS)), 0, position)
+        position = fed_position + 1
+        logits, state = model.step(tokens.to(device), state, position_ids=fed_position.to(device))
+    return [tokens_out[i, : lengths[i]].copy() for i in range(n)]
+
+
+def map_state(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply `fn` to every tensor of a (nested tuple/list/NamedTuple) model state."""
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(map_state(s, fn) for s in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(map_state(s, fn) for s in state)
+    return state
+
+
+def state_numel(state: Any) -> int:
+    """Total number of elements of the tensors of a model state (its memory, in elements)."""
+    sizes: list[int] = []
+    map_state(state, lambda t: sizes.append(t.numel()) or t)
+    return sum(sizes)
