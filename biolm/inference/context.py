@@ -120,9 +120,12 @@ def _read_family_records(path: Path) -> list[tuple[str, str]]:
 
     fmt = sniff_format(path)
     records = []
-    for raw in _records(path, fmt):
-        for name, text in raw:
-            records.append((name or f"#{len(records) + 1}", clean_sequence(text)))
+    try:
+        for raw in _records(path, fmt):
+            for name, text in raw:
+                records.append((name or f"#{len(records) + 1}", clean_sequence(text)))
+    except (OSError, EOFError) as err:  # e.g. a truncated gzip file, found only past its first line
+        raise InputError(f"{path}: cannot read ({err})") from None
     return records
 
 

@@ -274,6 +274,15 @@ def test_malformed_molecule_files(tmp_path, smiles_tok, name, content, options, 
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_truncated_gzip_family(tmp_path, protein_tok):
+    whole = gzip.compress(("".join(f">p{i}\n{'MKVLAGGHHW' * 30}\n" for i in range(300))).encode())
+    path = tmp_path / "cut.a3m.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="cannot read") as info:
+        family_prompt(path, protein_tok)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
 def test_context_of_the_wrong_kind_of_model(tmp_path, family_file, protein_tok, smiles_tok):
     smi = _write_smi(tmp_path, "CCO\n")
     for call in (
