@@ -5,7 +5,7 @@ fill-in-the-middle).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,52 @@ class StopRule:
     def ended(self, alive: np.ndarray, tokens: torch.Tensor) -> np.ndarray:
         """[len(alive)] bool: rows whose token ends them (that token is not part of the sample)."""
         return torch.isin(tokens, self.stop).numpy()
+
+
+class InfillRule(StopRule):
+    """Fill-in-the-middle decoding (`biolm.inference.context.InfillPrompt`): spans one after another.
+
+    Span j ends with its end token (`<fim_{j+2}>`, or `<eos>` after the last span), which is then fed
+    as the input that opens span j + 1, as in the training format. A span has at least one residue (as
+    in training); a span of fixed length n gets exactly n, then its end token is forced. Special tokens
+    other than the current span's end are never sampled. A row ends with the last span's end token.
+    """
+
+    def __init__(
+        self, end_ids: Sequence[int], span_lengths: Sequence[int | None], banned: torch.Tensor, rows: int
+    ) -> None:
+        super().__init__(torch.tensor([], dtype=torch.long), banned)
+        self.end_ids = torch.tensor(list(end_ids), dtype=torch.long)
+        self.fixed = np.array([-1 if n is None else n for n in span_lengths])
+        self.span = np.zeros(rows, dtype=np.int64)  # per batch row: the span being written
+        self.count = np.zeros(rows, dtype=np.int64)  # and its residues so far
+
+    def _end_allowed(self, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        span, count = self.span[alive], self.count[alive]
+        fixed = self.fixed[span]
+        return (count >= 1) & ((fixed < 0) | (count == fixed)), (fixed >= 0) & (count == fixed)
+
+    def banned(self, alive: np.ndarray) -> torch.Tensor:
+        mask = self._banned.expand(len(alive), -1).clone()
+        allowed, _ = self._end_allowed(alive)
+        rows = torch.from_numpy(np.flatnonzero(allowed))
+        mask[rows, self.end_ids[self.span[alive][allowed]]] = False
+        return mask
+
+    def choose(self, alive: np.ndarray, tokens: torch.Tensor) -> torch.Tensor:
+        _, forced = self._end_allowed(alive)
+        tokens = tokens.clone()
+        tokens[torch.from_numpy(forced)] = self.end_ids[self.span[alive][forced]]
+        return tokens
+
+    def ended(self, alive: np.ndarray, tokens: torch.Tensor) -> np.ndarray:
+        span = self.span[alive]
+        is_end = (tokens == self.end_ids[span]).numpy()
+        done = is_end & (span == len(self.fixed) - 1)
+        self.count[alive] += 1
+        self.count[alive[is_end]] = 0
+        self.span[alive[is_end & ~done]] += 1
+        return done
 
 
 def decode(

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from biolm.errors import InputError
-from biolm.inference.decoding import DELIMITER_IDS, Prefill, StopRule, decode, state_numel
+from biolm.inference.context import InfillPrompt, assemble_infill
+from biolm.inference.decoding import DELIMITER_IDS, InfillRule, Prefill, StopRule, decode, state_numel
 from biolm.inference.sampling import filter_logits
 from biolm.models import BioLM
 from biolm.tokenizers.base import BOS_ID, EOS_ID, NUM_SPECIAL, SEP_ID
@@ -36,6 +37,7 @@ __all__ = [
     "Prefill",
     "check_can_generate",
     "generate",
+    "generate_infill",
     "member_positions",
     "prefill",
     "sample",
@@ -170,6 +172,54 @@ def generate(
     return decode(
         model, prefilled, num_samples, lambda n: rule, max_new_tokens, filters, seed, batch_size, progress
     )
+
+
+@torch.no_grad()
+def generate_infill(
+    model: BioLM,
+    prompt: InfillPrompt,
+    num_samples: int,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[str | None]:
+    """Fill the spans of an infill prompt (`biolm.inference.context.infill_prompt`), `num_samples` times.
+
+    The spans are generated one after another in the training format (see `InfillRule`); fixed-length
+    spans get exactly their length. Arguments as for `generate`; `max_new_tokens` counts every span
+    and its end token.
+
+    Returns:
+        Per sample, the whole sequence with the spans filled in, or None when the spans were not all
+        closed within `max_new_tokens`.
+    """
+    check_can_generate(model)
+    filter_logits(torch.zeros(1, 2), temperature, top_k, top_p, min_p)  # validates the settings now
+    prefilled = prefill(model, prompt.ids, prompt.position_ids)
+    banned = torch.zeros(prefilled.logits.shape[-1], dtype=torch.bool)
+    banned[torch.as_tensor(prompt.tokenizer.special_ids, dtype=torch.long)] = True
+
+    def make_rule(rows: int) -> InfillRule:
+        return InfillRule(prompt.span_end_ids, prompt.span_lengths, banned, rows)
+
+    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    rows = decode(
+        model, prefilled, num_samples, make_rule, max_new_tokens, filters, seed, batch_size, progress
+    )
+    filled: list[str | None] = []
+    for ids in rows:
+        if len(ids) == max_new_tokens:  # never reached the last span's end
+            filled.append(None)
+            continue
+        cuts = np.flatnonzero(np.isin(ids, prompt.span_end_ids[:-1]))
+        filled.append(assemble_infill(prompt, np.split(ids, cuts + 1)))
+    return filled
 
 
 def _token_sets(

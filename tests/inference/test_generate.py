@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from biolm.errors import InputError
-from biolm.inference.generate import generate, member_positions, prefill, sample, state_numel
+from biolm.inference.context import infill_prompt
+from biolm.inference.generate import generate, generate_infill, member_positions, prefill, sample, state_numel
 from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
+from biolm.tokenizers import ProteinTokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 from tests.inference.helpers import tiny_model
 from tests.models.helpers import PATTERNS, make_model
@@ -196,6 +198,48 @@ def test_bad_arguments_are_refused():
         prefill(model, [])
     with pytest.raises(ValueError, match="not both"):
         generate(model, 1, max_new_tokens=3, prompt_ids=PROMPT, prefilled=prefill(model, PROMPT))
+
+
+def _fim_model():
+    tokenizer = ProteinTokenizer(fim_sentinels=3)
+    model = make_model("ms", vocab_size=tokenizer.vocab_size)
+    model.tokenizer = tokenizer
+    return model, tokenizer
+
+
+def test_infill_keeps_the_template_and_fixed_span_lengths():
+    model, tokenizer = _fim_model()
+    prompt = infill_prompt("MKT[?]LLV[5]W[3]", tokenizer)
+    filled = generate_infill(model, prompt, 6, max_new_tokens=80, seed=1, batch_size=4, progress=False)
+    assert filled == generate_infill(model, prompt, 6, max_new_tokens=80, seed=1, progress=False)
+    complete = [f for f in filled if f is not None]
+    assert len(complete) >= 4
+    for seq in complete:
+        head, rest = seq[:3], seq[3:]
+        assert head == "MKT"
+        cut = rest.index("LLV", 1)  # the free span has at least one residue
+        assert rest[cut + 3 + 5] == "W" and len(rest) == cut + 3 + 5 + 1 + 3
+    # Too few tokens to close every span: no sample, rather than a cut one.
+    assert generate_infill(model, prompt, 2, max_new_tokens=8, progress=False) == [None, None]
+
+
+def test_infill_spans_end_with_the_next_sentinel_fed_as_input(monkeypatch):
+    """The rule emits `<fim_2>` to close span 1, feeds it, and ends the row at `<eos>`."""
+    model, tokenizer = _fim_model()
+    prompt = infill_prompt("AC[2]DE[?]", tokenizer)
+    fed = []
+    step = model.step
+
+    def spy(ids, state, position_ids=None):
+        fed.append(ids.clone())
+        return step(ids, state, position_ids=position_ids)
+
+    monkeypatch.setattr(model, "step", spy)
+    (seq,) = generate_infill(model, prompt, 1, max_new_tokens=40, seed=0, progress=False)
+    tokens = torch.cat(fed).tolist()
+    assert tokens[2] == tokenizer.sentinel_ids[1]  # span 1's two residues, then <fim_2>
+    assert not set(tokens[:2] + tokens[3:]) & set(tokenizer.special_ids)
+    assert seq.startswith("AC") and seq[4:6] == "DE" and len(seq) == 6 + len(tokens) - 3
 
 
 # Probabilities 0.5, 0.3, 0.15, 0.05.
