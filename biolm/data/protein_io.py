@@ -120,6 +120,8 @@ def _records(path: Path, fmt: str) -> Iterator[list[tuple[str, str]]]:
     except ValueError as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: malformed {fmt} file: {message}") from None
+    except (OSError, EOFError) as err:  # e.g. a truncated or corrupt gzip file
+        raise InputError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from None
 
 
 def _clean_records(path: Path, raw: list[tuple[str, str]]) -> list[ProteinRecord]:

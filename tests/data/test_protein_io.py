@@ -43,6 +43,14 @@ def test_gzip_and_stop_codon(tmp_path):
     assert [r.sequence for r in family.records] == ["MKVLL", "AC"]
 
 
+def test_truncated_gzip_is_a_one_line_error(tmp_path):
+    whole = gzip.compress(b"".join(b">r%d\nMKVLLACDEFG\n" % i for i in range(2000)))
+    path = tmp_path / "cut.faa.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="cut.faa.gz: cannot read the file"):
+        read_protein_file(path)
+
+
 def test_stockholm_gives_one_family_per_alignment(tmp_path):
     path = tmp_path / "f.sto"
     path.write_text(STOCKHOLM)
