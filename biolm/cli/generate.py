@@ -1,58 +1,202 @@
-"""`biolm generate MODEL_DIR -n N --length L -o OUT.fasta`: sample new sequences."""
+"""`biolm generate MODEL_DIR -n N -o OUT`: sample new sequences, unconditionally, in context, or infilled."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+DESCRIPTION = """\
+Sample sequences from a trained causal model and write them to OUT.
+
+Unconditional: each sample starts at <bos> (optionally followed by --prompt, which is not written to
+OUT). DNA samples run to --max-new-tokens (DNA models are trained on genome windows without an end
+token); protein and SMILES samples end at <eos>/<sep> or at the limit.
+
+In context (--context FILE): a protein family (FASTA / A3M / Stockholm) or a molecule set (.smi / .csv
+/ .tsv) is packed as the in-context training data is (`<bos> m1 <sep> m2 <sep> ...`, positions
+restarting per member) up to --token-budget tokens, and each sample is a new member.
+
+Infilling (--infill TEXT, protein models trained with task.objective=fim): residues with spans in square
+brackets, [?] for a span of any length, [n] for exactly n residues, e.g. MKT[?]LLV[5]W; each sample is
+the whole sequence with its spans filled.
+
+Output: DNA and proteins as FASTA (sample_1, sample_2, ...), molecules as SMILES, one per line.
+Proteins are cleaned (empty and repeated samples left out), molecules checked with RDKit, written in
+canonical form and de-duplicated; the counts of each stage are printed (with novelty against the
+context file when there is one). Samples depend only on --seed, not on --batch-size."""
+
+DEFAULT_MAX_NEW_TOKENS = {"dna": 200, "protein": 1024, "smiles": 256}
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "generate",
         help="sample sequences from a trained model",
-        description="Sample sequences from a trained model; write them as FASTA (sample_1, sample_2, ...).",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
-    parser.add_argument("-n", "--num", type=int, default=5, help="number of sequences (default 5)")
-    parser.add_argument("--length", type=int, default=200, help="tokens per sequence (default 200)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output FASTA file")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output FASTA or SMILES file")
+    parser.add_argument("-n", "--num", type=int, default=5, help="number of samples (default 5)")
+    parser.add_argument(
+        "--max-new-tokens",
+        "--length",
+        dest="max_new_tokens",
+        type=int,
+        default=None,
+        help="most tokens generated per sample, the end token included (default: DNA 200, protein "
+        "1024, SMILES 256); --length is an alias",
+    )
     parser.add_argument("--prompt", default="", help="sequence to continue (not included in the output)")
+    parser.add_argument("--context", type=Path, help="protein family or molecule set to generate a member of")
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="most tokens of the --context prompt (default 2048; keep it below the training length)",
+    )
+    parser.add_argument("--column", help="--context table: the SMILES column (default: found by name)")
+    parser.add_argument(
+        "--infill", metavar="TEXT", help="protein template with spans to fill, e.g. MKT[?]LLV[5]W"
+    )
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens only")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
+    parser.add_argument(
+        "--min-p", type=float, default=None, help="drop tokens below min-p times the best token's probability"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples decoded together (default 64)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_args(args: argparse.Namespace) -> None:
     from biolm.errors import InputError
-    from biolm.inference.generate import sample
-    from biolm.inference.io import write_atomic
+
+    problems = []
+    if args.num < 1:
+        problems.append(f"--num must be at least 1, got {args.num}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        problems.append(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.temperature <= 0:
+        problems.append(f"--temperature must be positive, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        problems.append(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        problems.append(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.min_p is not None and not 0 <= args.min_p <= 1:
+        problems.append(f"--min-p must be in [0, 1], got {args.min_p}")
+    if args.infill is not None and (args.context is not None or args.prompt):
+        problems.append("--infill cannot be combined with --context or --prompt")
+    if args.context is None and (args.token_budget is not None or args.column is not None):
+        problems.append("--token-budget and --column apply to --context")
+    if problems:
+        raise InputError(problems[0])
+
+
+def run(args: argparse.Namespace) -> int:
+    from biolm.inference.generate import check_can_generate
     from biolm.models.io import load
+
+    _check_args(args)
+    model = load(args.model_dir, device=args.device)
+    check_can_generate(model)
+    kind = model.tokenizer.kind
+    max_new = args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(kind, 200)
+    sampling = dict(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    if args.infill is not None:
+        return _run_infill(model, args, max_new, sampling)
+    return _run_sampling(model, args, kind, max_new, sampling)
+
+
+def _run_sampling(model, args: argparse.Namespace, kind: str, max_new: int, sampling: dict) -> int:
+    import numpy as np
+
+    from biolm.errors import InputError
+    from biolm.inference.generate import generate
     from biolm.tokenizers import TokenizationError
 
-    if args.num < 1 or args.length < 1:
-        raise InputError("--num and --length must be at least 1")
-    if args.temperature <= 0:
-        raise InputError("--temperature must be positive")
-    model = load(args.model_dir, device=args.device)
+    tok = model.tokenizer
     try:
-        sequences = sample(
-            model,
-            args.num,
-            args.length,
-            prompt=args.prompt,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
+        prompt_text = tok.encode(args.prompt, record="prompt") if args.prompt else np.zeros(0, np.int64)
     except TokenizationError as err:
         raise InputError(f"--prompt: {err}") from None
-    text = "".join(f">sample_{i}\n{seq}\n" for i, seq in enumerate(sequences, start=1))
-    write_atomic(args.output, lambda tmp: tmp.write_text(text))
-    print(f"wrote {len(sequences)} sequences to {args.output}")
+    context = None
+    if args.context is not None:
+        from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt
+
+        budget = DEFAULT_TOKEN_BUDGET if args.token_budget is None else args.token_budget
+        context = context_prompt(args.context, tok, seed=args.seed, token_budget=budget, column=args.column)
+        print(context.describe())
+        # --prompt starts the new member: its positions continue from the context's <sep>.
+        ids = np.concatenate([context.ids, prompt_text])
+        start = context.next_position
+        positions = np.concatenate([context.position_ids, start + np.arange(len(prompt_text))])
+    else:
+        ids = np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64)
+        positions = None
+    if kind == "dna":  # no end token in DNA training windows: exact length, no special token
+        stops = dict(stop_ids=[], banned_ids=tok.special_ids)
+    else:
+        stops = dict(stop_ids=None, banned_ids=None)
+    samples = generate(
+        model,
+        args.num,
+        max_new_tokens=max_new,
+        prompt_ids=ids,
+        prompt_position_ids=positions,
+        **stops,
+        **sampling,
+    )
+    texts = [tok.decode(s) for s in samples]
+    return _write(args.output, kind, texts, None if context is None else context.reference)
+
+
+def _run_infill(model, args: argparse.Namespace, max_new: int, sampling: dict) -> int:
+    from biolm.inference.context import infill_prompt
+    from biolm.inference.generate import generate_infill
+
+    prompt = infill_prompt(args.infill, model.tokenizer)
+    filled = generate_infill(model, prompt, args.num, max_new_tokens=max_new, **sampling)
+    done = [seq for seq in filled if seq is not None]
+    if len(done) < len(filled):
+        print(
+            f"{len(filled) - len(done):,} of {len(filled):,} samples did not close every span within "
+            f"--max-new-tokens {max_new} and are left out"
+        )
+    return _write(args.output, "protein", done, None)
+
+
+def _write(output: Path, kind: str, texts: list[str], reference: list[str] | None) -> int:
+    from biolm.inference.postprocess import (
+        clean_molecules,
+        clean_proteins,
+        format_counts,
+        write_fasta,
+        write_smiles,
+    )
+
+    if kind == "smiles":
+        kept, counts = clean_molecules(texts, reference)
+        print(format_counts(counts))
+        write_smiles(output, kept)
+        print(f"wrote {len(kept):,} molecules to {output}")
+        return 0
+    if kind == "protein":
+        texts, counts = clean_proteins(texts, reference)
+        print(format_counts(counts))
+    write_fasta(output, [(f"sample_{i}", seq) for i, seq in enumerate(texts, start=1)])
+    print(f"wrote {len(texts):,} sequences to {output}")
     return 0
