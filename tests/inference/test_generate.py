@@ -108,6 +108,21 @@ def test_prefill_then_decode_equals_decoding_from_scratch():
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(direct, other, strict=True))
 
 
+def test_one_prefill_serves_every_batch(monkeypatch):
+    model = make_model("mt")
+    prompt_reads = []
+    forward = model.forward
+
+    def spy(ids, state=None, **kwargs):
+        if ids.shape[1] > 1:  # decoding feeds one token per call; anything longer reads the prompt
+            prompt_reads.append(ids.shape)
+        return forward(ids, state, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    samples = generate(model, 7, prompt_ids=PROMPT, max_new_tokens=6, batch_size=2, progress=False)
+    assert len(samples) == 7 and prompt_reads == [(1, len(PROMPT))]
+
+
 def test_seeded_samples_are_reproducible_and_independent_of_batch_size():
     model = make_model("m")
     settings = dict(max_new_tokens=40, temperature=1.3, stop_ids=[EOS_ID], progress=False)
