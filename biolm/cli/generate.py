@@ -165,8 +165,8 @@ def _run_sampling(model, args: argparse.Namespace, kind: str, max_new: int, samp
 
 
 def _run_infill(model, args: argparse.Namespace, max_new: int, sampling: dict) -> int:
-    from biolm.inference.context import infill_prompt
     from biolm.inference.generate import generate_infill
+    from biolm.inference.infill import infill_prompt
 
     prompt = infill_prompt(args.infill, model.tokenizer)
     filled = generate_infill(model, prompt, args.num, max_new_tokens=max_new, **sampling)

@@ -63,7 +63,7 @@ class StopRule:
 
 
 class InfillRule(StopRule):
-    """Fill-in-the-middle decoding (`biolm.inference.context.InfillPrompt`): spans one after another.
+    """Fill-in-the-middle decoding (`biolm.inference.infill.InfillPrompt`): spans one after another.
 
     Span j ends with its end token (`<fim_{j+2}>`, or `<eos>` after the last span), which is then fed
     as the input that opens span j + 1, as in the training format. A span has at least one residue (as

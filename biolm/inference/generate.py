@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from biolm.errors import InputError
-from biolm.inference.context import InfillPrompt, assemble_infill
 from biolm.inference.decoding import DELIMITER_IDS, InfillRule, Prefill, StopRule, decode, state_numel
+from biolm.inference.infill import InfillPrompt, assemble_infill
 from biolm.inference.sampling import filter_logits
 from biolm.models import BioLM
 from biolm.tokenizers.base import BOS_ID, EOS_ID, NUM_SPECIAL, SEP_ID
@@ -189,7 +189,7 @@ def generate_infill(
     batch_size: int = 64,
     progress: bool = True,
 ) -> list[str | None]:
-    """Fill the spans of an infill prompt (`biolm.inference.context.infill_prompt`), `num_samples` times.
+    """Fill the spans of an infill prompt (`biolm.inference.infill.infill_prompt`), `num_samples` times.
 
     The spans are generated one after another in the training format (see `InfillRule`); fixed-length
     spans get exactly their length. Arguments as for `generate`; `max_new_tokens` counts every span

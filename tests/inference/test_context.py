@@ -13,14 +13,8 @@ from biolm.data.molsets import packed_example
 from biolm.data.packing import fim_format, pack_members
 from biolm.data.protein_io import clean_sequence
 from biolm.errors import InputError
-from biolm.inference.context import (
-    assemble_infill,
-    context_prompt,
-    family_prompt,
-    infill_prompt,
-    molecule_set_prompt,
-    parse_infill,
-)
+from biolm.inference.context import context_prompt, family_prompt, molecule_set_prompt
+from biolm.inference.infill import assemble_infill, infill_prompt, parse_infill
 from biolm.tokenizers import ProteinTokenizer, get_tokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, SEP_ID
 

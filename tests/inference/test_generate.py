@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from biolm.errors import InputError
-from biolm.inference.context import infill_prompt
 from biolm.inference.generate import generate, generate_infill, member_positions, prefill, sample, state_numel
+from biolm.inference.infill import infill_prompt
 from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
 from biolm.tokenizers import ProteinTokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
