@@ -45,14 +45,17 @@ def murcko_scaffold(smiles: str) -> str:
 def scaffold_split(smiles: list[str], fractions: tuple[float, float, float]) -> np.ndarray:
     """[n] part names with every Bemis-Murcko scaffold on one side only.
 
-    Deterministic, as in DeepChem and MoleculeNet: scaffold groups are taken largest first (ties by
-    first occurrence) and fill train, then valid, then test, so the rarest scaffolds land in test.
+    Deterministic, as in DeepChem and MoleculeNet: scaffold groups are taken largest first and fill
+    train, then valid, then test, so the rarest scaffolds land in test. Ties are broken as DeepChem
+    breaks them (`sorted(..., key=(size, first index), reverse=True)`: of two groups of one size, the one
+    that starts later in the file goes first). That matters: MoleculeNet files are often ordered by
+    label, and ties broken the other way put only one class into valid and test (BBBP: all positive).
     """
     fractions = check_fractions(fractions)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(smiles):
         groups[murcko_scaffold(s)].append(i)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    ordered = sorted(groups.values(), key=lambda g: (len(g), g[0]), reverse=True)
     n = len(smiles)
     out = np.full(n, "test", dtype=object)
     limits = (fractions[0] * n, (fractions[0] + fractions[1]) * n)

@@ -64,3 +64,10 @@ def test_split_errors():
         make_split(5, "scaffold")
     with pytest.raises(InputError, match="no test rows"):
         make_split(2, "column", column=np.array(["train", "valid"]))
+
+
+def test_scaffold_ties_are_broken_as_deepchem_breaks_them():
+    # Four molecules, four scaffolds of one member each: DeepChem takes the later ones first, so the
+    # file's last molecules train and its first one is tested (files sorted by label need this).
+    smiles = ["c1ccccc1O", "C1CCCCC1O", "c1ccncc1O", "C1CCNCC1O"]
+    assert scaffold_split(smiles, (0.5, 0.25, 0.25)).tolist() == ["test", "valid", "train", "train"]
