@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
+from biolm.kernels.mlstm import MLSTMState
 from biolm.models.blocks_extra import _init_out_proj, _ResidualBlock, _state_dtype
 from biolm.models.config import ModelConfig
 from biolm.models.fused import RMSNorm
-from biolm.models.layers import MultiHeadNorm
+from biolm.models.layers import MultiHeadNorm, run_mlstm
 
 
 def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
@@ -114,18 +114,9 @@ class XLSTM7BLayer(nn.Module):
         if cu_seqlens is not None and state is not None:
             raise ValueError("XLSTM7BLayer: pass either state or cu_seqlens, not both")
         q, k, v, o, i, f = self._projections(x)
-        if cu_seqlens is not None:
-            h = mlstm(q, k, v, i, f, chunk_size=self.chunk_size, cu_seqlens=cu_seqlens, backend=self.backend)
-        elif x.shape[1] == 1 and state is not None:
-            h, state = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], state)
-            h = h.unsqueeze(1)
-        else:
-            h, state = mlstm(
-                q, k, v, i, f, state=state, chunk_size=self.chunk_size, backend=self.backend,
-                return_state=True,
-            )  # fmt: skip
+        h, state = run_mlstm(q, k, v, i, f, state, cu_seqlens, self.chunk_size, self.backend)
         y = self.out_proj(torch.sigmoid(o) * self.norm(h))
-        return y, None if cu_seqlens is not None else state
+        return y, state
 
 
 class XLSTM7BBlock(_ResidualBlock):

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
+from biolm.kernels.mlstm import MLSTMState
 from biolm.models.bidirectional import run_mixer
 from biolm.models.config import ModelConfig
-from biolm.models.layers import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm
+from biolm.models.layers import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, run_mlstm
 
 
 class MLSTMBlockState(NamedTuple):
@@ -115,15 +115,7 @@ class MLSTMLayer(nn.Module):
         split = (self.num_heads, self.head_dim)
         q, k, v = q.unflatten(-1, split), k.unflatten(-1, split), v.unflatten(-1, split)
         cell = None if state is None else state.cell
-        if cu_seqlens is not None:
-            h = mlstm(q, k, v, i, f, chunk_size=self.chunk_size, cu_seqlens=cu_seqlens, backend=self.backend)
-        elif S == 1 and cell is not None:
-            h, cell = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], cell)
-            h = h.unsqueeze(1)
-        else:
-            h, cell = mlstm(
-                q, k, v, i, f, state=cell, chunk_size=self.chunk_size, backend=self.backend, return_state=True
-            )
+        h, cell = run_mlstm(q, k, v, i, f, cell, cu_seqlens, self.chunk_size, self.backend)
         out = (self.norm(h) + self.skip * x_conv) * F.silu(z)
         new_state = None if cu_seqlens is not None else MLSTMBlockState(conv_state, cell)
         return self.proj_down(out), new_state

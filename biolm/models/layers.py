@@ -1,4 +1,5 @@
-"""Building blocks of the mLSTM layer: causal convolution, block-diagonal projection, head norm."""
+"""Building blocks of the mLSTM layers: causal convolution, block-diagonal projection, head norm, and
+the call of the mLSTM kernels that the m and x blocks share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
 from biolm.kernels.varlen import segment_offsets
 
 
@@ -158,3 +160,28 @@ class MultiHeadNorm(nn.Module):
         """Args: h [..., H, D]. Returns [..., H*D]."""
         normed = F.layer_norm(h.float(), (self.head_dim,), eps=self.eps).to(h.dtype)
         return normed.flatten(-2) * self.weight
+
+
+def run_mlstm(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    i: torch.Tensor,
+    f: torch.Tensor,
+    state: MLSTMState | None,
+    cu_seqlens: torch.Tensor | None,
+    chunk_size: int,
+    backend: str,
+) -> tuple[torch.Tensor, MLSTMState | None]:
+    """The mLSTM over q, k [B, S, H, Dk], v [B, S, H, Dv], gates [B, S, H], as the blocks call it:
+    packed documents (no state out), one step from a state (the fused step kernel), or chunkwise.
+
+    Returns:
+        h [B, S, H, Dv] and the new state (None with `cu_seqlens`).
+    """
+    if cu_seqlens is not None:
+        return mlstm(q, k, v, i, f, chunk_size=chunk_size, cu_seqlens=cu_seqlens, backend=backend), None
+    if q.shape[1] == 1 and state is not None:
+        h, state = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], state)
+        return h.unsqueeze(1), state
+    return mlstm(q, k, v, i, f, state=state, chunk_size=chunk_size, backend=backend, return_state=True)
