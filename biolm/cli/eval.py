@@ -13,11 +13,14 @@ Recipes:
   probe     frozen mean-pooled embeddings + logistic/ridge regression (strength chosen on valid)
   finetune  full fine-tuning of the backbone with a small head, early stopping on valid
   zeroshot  zero-shot variant-effect scores of a deep mutational scan (ProteinGym CSV)
+  generation  in-context gain curve and generated samples: profile-HMM hits and novelty for protein
+            families, MOSES metrics and set-conditioned similarity for molecules
 
 Examples:
   biolm eval probe runs/protein/model three_vs_rest.csv.gz --out reports/gb1
   biolm eval finetune runs/chem/model BBBP.csv --label-column p_np --split scaffold --out reports/bbbp
   biolm eval zeroshot runs/protein/model BLAT_ECOLX_Jacquier_2013.csv --out reports/blat
+  biolm eval generation runs/protein/model pfam_seed/ --hmm-dir pfam_hmm/ --out reports/families
 """
 
 
@@ -138,6 +141,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _common(zs, "ProteinGym-style CSV: mutant (e.g. H24C or A1B:C3D), mutated_sequence, DMS_score")
     zs.set_defaults(run=run_zeroshot)
+
+    from biolm.cli import eval_generation
+
+    eval_generation.add_parser(recipes)
 
 
 def _data_options(args: argparse.Namespace):

@@ -7,7 +7,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +23,26 @@ def format_metric(summary: dict) -> str:
     return f"{mean:.4f} ± {sd:.4f}"
 
 
-def markdown(title: str, facts: dict[str, object], metrics: dict[str, dict], plots: list[str]) -> str:
-    """The report text: facts (data, splits, model, time), a metric table and the plots."""
+def markdown(
+    title: str,
+    facts: dict[str, object],
+    metrics: dict[str, dict],
+    plots: list[str],
+    sections: Sequence[str] = (),
+) -> str:
+    """The report text: facts (data, splits, model, time), a metric table (when there are metrics),
+    further markdown sections (e.g. tables of their own) and the plots."""
     lines = [f"# {title}", ""]
     lines += [f"- **{key}**: {value}" for key, value in facts.items()]
-    lines += ["", "| metric | mean ± sd | per seed |", "|---|---|---|"]
-    for name, summary in metrics.items():
-        values = ", ".join(f"{v:.4f}" for v in summary["values"])
-        lines.append(f"| {name} | {format_metric(summary)} | {values} |")
     lines.append("")
+    if metrics:
+        lines += ["| metric | mean ± sd | per seed |", "|---|---|---|"]
+        for name, summary in metrics.items():
+            values = ", ".join(f"{v:.4f}" for v in summary["values"])
+            lines.append(f"| {name} | {format_metric(summary)} | {values} |")
+        lines.append("")
+    for section in sections:
+        lines += [section.rstrip("\n"), ""]
     for name in plots:
         lines += [f"![{name}]({name}.png)", ""]
     return "\n".join(lines)
@@ -84,8 +95,14 @@ def write_report(
     metrics: dict[str, dict],
     plots: dict[str, Plot],
     extra: dict | None = None,
+    *,
+    sections: Sequence[str] = (),
+    files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write report.md, one PNG per plot and metrics.json into `out_dir`, replacing it as a whole.
+
+    `sections` are markdown blocks put after the metric table; `files` maps further file names of the
+    directory (e.g. `samples.tsv`) to their text.
 
     Everything is written to a temporary sibling first and renamed into place, so an interrupted run
     never leaves a half-written report (or loses the previous one before the new one is complete).
@@ -105,7 +122,9 @@ def write_report(
             fig.tight_layout()
             fig.savefig(staging / f"{name}.png", dpi=100)
             plt.close(fig)
-        (staging / "report.md").write_text(markdown(title, facts, metrics, list(plots)))
+        (staging / "report.md").write_text(markdown(title, facts, metrics, list(plots), sections))
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text)
         payload = {
             "title": title,
             **{k: _plain(v) for k, v in facts.items()},

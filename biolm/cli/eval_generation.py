@@ -1,0 +1,235 @@
+"""`biolm eval generation MODEL_DIR [SETS ...] --out DIR`: how well a model generates, in context."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Evaluate generation and write a report directory (report.md, PNG plots, metrics.json, the samples),
+replaced as a whole when the run completes. What is measured follows the model's kind.
+
+Protein model, DATA = family files (FASTA / A3M / Stockholm, .gz fine) or directories of them:
+  - in-context gain: perplexity per residue of held-out members of each family after k = 0, 1, 2, ...
+    other members of the family (--context-sizes, --held-out, --draws);
+  - samples after prompts of family members (--num-samples, --sample-context, --samples-per-prompt):
+    hits of the family's profile HMM (--hmm-dir, Pfam gathering threshold; pyhmmer), identity to the
+    nearest member of the prompt (novelty), lengths; the held-out natural members measured alike.
+
+SMILES model, DATA = molecule set files (.smi / .csv / .tsv) or directories, optional:
+  - unconditional samples (--unconditional) with the MOSES metrics: validity, uniqueness, novelty
+    (--train), internal diversity, FCD / SNN / fragment / scaffold similarity to --test (fcd_torch);
+  - per set: in-context gain, and samples after prompts of set members compared with the set's
+    held-out members (nearest-neighbour Tanimoto similarity against unconditional samples, FCD).
+
+Examples:
+  biolm eval generation runs/protein/model ../shared/data/protein/pfam_seed \\
+      --hmm-dir ../shared/data/protein/pfam_hmm --out reports/families
+  biolm eval generation runs/chem/model held_out_sets/ --out reports/sets
+  biolm eval generation runs/moses/model --unconditional 10000 --train moses/train.csv.gz \\
+      --test moses/test.csv.gz --out reports/moses
+"""
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 0,1,4,16, got {text!r}"
+        ) from None
+    if not sizes or sizes[0] < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative context sizes, got {text!r}")
+    return sizes
+
+
+def add_parser(recipes: argparse._SubParsersAction) -> None:
+    """The `generation` recipe of `biolm eval`."""
+    p = recipes.add_parser(
+        "generation",
+        help="in-context gain and generated samples (proteins: HMM hits, novelty; molecules: MOSES)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", type=Path, help="a causal protein or SMILES model directory")
+    p.add_argument("data", type=Path, nargs="*", help="family / molecule set files or directories of them")
+    p.add_argument("--out", type=Path, required=True, help="report directory to write (replaced)")
+    p.add_argument(
+        "--context-sizes",
+        type=_sizes,
+        default=[0, 1, 2, 4, 8, 16, 32, 64],
+        metavar="K,K,...",
+        help="context members k of the gain curve (default: 0,1,2,4,8,16,32,64)",
+    )
+    p.add_argument(
+        "--held-out",
+        type=int,
+        help="members held out per set, at most half of it "
+        "(default: 16 per protein family, 100 per molecule set)",
+    )
+    p.add_argument(
+        "--draws", type=int, default=2, help="context orders per set for the gain curve (default: 2)"
+    )
+    p.add_argument(
+        "-n",
+        "--num-samples",
+        type=int,
+        help="samples per set (default: 20 per protein family, 200 per molecule set)",
+    )
+    p.add_argument(
+        "--sample-context",
+        type=int,
+        help="most members in a sampling prompt (default: 32 proteins, 64 molecules)",
+    )
+    p.add_argument("--samples-per-prompt", type=int, default=5, help="samples from each prompt (default: 5)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="most tokens per sample (default: twice the family's "
+        "longest member for proteins, 128 for SMILES)",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set of tokens with this mass")
+    p.add_argument(
+        "--min-p", type=float, help="drop tokens below this fraction of the best one's probability"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the splits, prompts and samples (default: 0)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    protein = p.add_argument_group("proteins")
+    protein.add_argument(
+        "--hmm-dir",
+        type=Path,
+        help="profile HMMs named after the families "
+        "(PF00096_seed.fasta -> PF00096.hmm); without it no HMM hits are measured",
+    )
+    chem = p.add_argument_group("molecules")
+    chem.add_argument("--unconditional", type=int, default=1000, help="unconditional samples (default: 1000)")
+    chem.add_argument("--train", type=Path, help="training molecules, for the novelty of the samples")
+    chem.add_argument("--test", type=Path, help="reference molecules for FCD, SNN, Frag, Scaf, properties")
+    chem.add_argument(
+        "--max-reference",
+        type=int,
+        default=10000,
+        help="a seeded sample of at most this many --test molecules (default: 10000)",
+    )
+    chem.add_argument("--column", help="SMILES column of CSV/TSV files (default: auto-detected)")
+    chem.add_argument(
+        "--token-budget", type=int, default=2048, help="most tokens of a molecule prompt (default: 2048)"
+    )
+    p.set_defaults(run=run_generation)
+
+
+def run_generation(args: argparse.Namespace) -> int:
+    from biolm.errors import InputError
+    from biolm.models.io import load
+
+    for name in (
+        "draws",
+        "samples_per_prompt",
+        "held_out",
+        "sample_context",
+        "max_new_tokens",
+        "max_reference",
+    ):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("num_samples", "unconditional"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 0")
+    sampling = {
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
+    }
+    common = dict(
+        sizes=args.context_sizes,
+        draws=args.draws,
+        samples_per_prompt=args.samples_per_prompt,
+        sampling=sampling,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    chosen = {
+        k: v
+        for k, v in (
+            ("held_out", args.held_out),
+            ("num_samples", args.num_samples),
+            ("sample_context", args.sample_context),
+        )
+        if v is not None
+    }
+    model = load(args.model_dir, device=args.device)
+    kind = getattr(model.tokenizer, "kind", None)
+    if kind == "protein":
+        from biolm.evaluation.protein_generation import run_protein_generation
+
+        if not args.data:
+            raise InputError("a protein model needs family files (DATA) to evaluate in-context generation")
+        result = run_protein_generation(
+            args.model_dir,
+            args.data,
+            args.out,
+            hmm_dir=args.hmm_dir,
+            max_new_tokens=args.max_new_tokens,
+            model=model,
+            **chosen,
+            **common,
+        )
+        _print_protein(result)
+    elif kind == "smiles":
+        from biolm.evaluation.molecule_generation import run_molecule_generation
+
+        result = run_molecule_generation(
+            args.model_dir,
+            args.data,
+            args.out,
+            num_unconditional=args.unconditional,
+            train=args.train,
+            test=args.test,
+            max_reference=args.max_reference,
+            column=args.column,
+            token_budget=args.token_budget,
+            max_new_tokens=args.max_new_tokens or 128,
+            model=model,
+            **chosen,
+            **common,
+        )
+        _print_molecules(result)
+    else:
+        raise InputError(
+            f"{args.model_dir}: generation is evaluated for protein and SMILES models, not {kind}"
+        )
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _print_protein(result: dict) -> None:
+    curve, totals, targets = result["gain_curve"], result["all"], result["targets"]
+    pooled = curve.pooled_perplexity()
+    print(
+        "pooled perplexity by context size: "
+        + ", ".join(f"k={k}: {v:.2f}" for k, v in zip(curve.sizes, pooled, strict=True))
+    )
+    if "ppl32_over_ppl0" in targets:
+        print(f"perplexity at 32 / at 0 context members: {targets['ppl32_over_ppl0']:.3f}")
+    hits = totals["hmm_hit"]
+    if hits is not None:
+        print(
+            f"samples hitting the family HMM: {100 * hits:.1f} %; hitting it under 90 % identity to every "
+            f"context member: {100 * totals['hmm_hit_novel']:.1f} %"
+        )
+
+
+def _print_molecules(result: dict) -> None:
+    print("unconditional: " + ", ".join(f"{k} {v:.3f}" for k, v in result["moses"].items()))
+    for name, s in result["sets"].items():
+        print(
+            f"{name}: NN similarity to held-out conditioned {s['nn_similarity_conditioned']:.3f} vs "
+            f"unconditional {s['nn_similarity_unconditional']:.3f} (p {s['mann_whitney_p']:.1e})"
+        )

@@ -1,0 +1,431 @@
+"""`biolm eval generation` for a protein model: in-context gain curve, samples conditioned on family
+members, and how family-like and how novel the samples are.
+
+For each family file: the distinct members are split into held-out members and a context pool
+(`incontext.split_members`). The gain curve scores the held-out members after 0, 1, 2, ... pool members.
+Samples are generated after prompts of `sample_context` pool members (a fresh random choice per prompt,
+`samples_per_prompt` samples each) and measured: a hit of the family's profile HMM (pyhmmer, Pfam
+gathering threshold), the identity to the nearest member of their prompt, and their length. The held-out
+natural members are measured the same way, as the reference a sample is compared with.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from biolm.errors import InputError
+from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot, scatter_with_lines
+from biolm.evaluation.incontext import DEFAULT_SIZES, derived_seed, gain_curve, prompt_ids, split_members
+from biolm.evaluation.protein_metrics import hmm_for_family, hmm_hits, length_summary, nearest_identity
+from biolm.evaluation.report import write_report
+from biolm.models import BioLM
+
+log = logging.getLogger(__name__)
+
+NOVELTY_IDENTITY = 0.9  # a sample under this identity to every context member counts as new
+
+
+@dataclass
+class FamilyData:
+    """The distinct members of one family file, as text and as token ids."""
+
+    name: str
+    path: Path
+    sequences: list[str]
+    ids: list[np.ndarray]
+    hmm: Path | None = None
+
+
+@dataclass
+class SampleRecord:
+    """One generated protein and its measures."""
+
+    family: str
+    prompt: int
+    sequence: str
+    ended: bool
+    identity: float = float("nan")
+    nearest: str = ""
+    hmm_score: float = float("nan")
+    hmm_hit: bool | None = None
+
+
+@dataclass
+class FamilyResult:
+    """Samples and reference measures of one family."""
+
+    family: FamilyData
+    samples: list[SampleRecord] = field(default_factory=list)
+    natural_hit: np.ndarray | None = None  # held-out members' HMM hits
+    natural_identity: np.ndarray | None = None  # held-out members' identity to a prompt of pool members
+    natural_lengths: list[int] = field(default_factory=list)
+    threshold: str = ""
+
+
+def family_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The family files of the arguments: files as given, directories expanded to their sequence
+    files (sorted)."""
+    from biolm.data.protein_io import is_sequence_file
+
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found = sorted(p for p in given.iterdir() if is_sequence_file(p))
+            if not found:
+                raise InputError(f"{given}: no FASTA/A3M/Stockholm files in the directory")
+            files += found
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise InputError(f"{given}: file not found")
+    return files
+
+
+def read_family(path: Path, tokenizer) -> FamilyData:
+    """Distinct members of a family file (all alignments of a Stockholm file together), tokenized."""
+    from biolm.data.protein_io import read_protein_file
+    from biolm.tokenizers import TokenizationError
+
+    sequences, ids, seen = [], [], set()
+    for family in read_protein_file(path):
+        for record in family.records:
+            if record.sequence in seen:
+                continue
+            seen.add(record.sequence)
+            try:
+                ids.append(tokenizer.encode(record.sequence, record=record.name).astype(np.int64))
+            except TokenizationError as err:
+                raise InputError(f"{path}: {err} (after removing gaps)") from None
+            sequences.append(record.sequence)
+    name = path.name.split(".")[0]
+    return FamilyData(name, path, sequences, ids)
+
+
+def sample_family(
+    model,
+    family: FamilyData,
+    *,
+    num_samples: int,
+    sample_context: int,
+    samples_per_prompt: int,
+    held_out: int,
+    max_new_tokens: int | None,
+    sampling: dict,
+    seed: int,
+) -> FamilyResult:
+    """Generate `num_samples` members of a family after prompts of its pool members, and measure them."""
+    from biolm.inference.generate import generate
+
+    result = FamilyResult(family)
+    held, pool = split_members(family.name, len(family.ids), held_out, seed)
+    longest = max(len(s) for s in family.sequences)
+    limit = max_new_tokens or max(32, 2 * longest)
+    rng = np.random.default_rng([seed, 2, *family.name.encode()])
+    n_prompts = math.ceil(num_samples / samples_per_prompt) if num_samples else 0
+    tok = model.tokenizer
+    for p in range(n_prompts):
+        chosen = rng.choice(pool, size=min(sample_context, len(pool)), replace=False)
+        ids, positions = prompt_ids([family.ids[i] for i in chosen])
+        count = min(samples_per_prompt, num_samples - p * samples_per_prompt)
+        rows = generate(
+            model,
+            count,
+            max_new_tokens=limit,
+            prompt_ids=ids,
+            prompt_position_ids=positions,
+            seed=derived_seed(seed, family.name, 3, p),
+            progress=False,
+            **sampling,
+        )
+        context = [family.sequences[i] for i in chosen]
+        texts = [tok.decode(row) for row in rows]
+        identity, nearest = nearest_identity(texts, context)
+        for text, row, value, j in zip(texts, rows, identity, nearest, strict=True):
+            result.samples.append(
+                SampleRecord(
+                    family.name, p, text, len(row) < limit, float(value), context[j] if j >= 0 else ""
+                )
+            )
+    # Natural reference: the held-out members, each against a prompt-sized draw of the pool.
+    natural = [family.sequences[i] for i in held]
+    result.natural_lengths = [len(s) for s in natural]
+    reference = [
+        family.sequences[i] for i in rng.choice(pool, size=min(sample_context, len(pool)), replace=False)
+    ]
+    result.natural_identity = nearest_identity(natural, reference)[0]
+    if family.hmm is not None:
+        found = hmm_hits(family.hmm, [s.sequence for s in result.samples] + natural)
+        n = len(result.samples)
+        for record, hit, score in zip(result.samples, found.hit[:n], found.score[:n], strict=True):
+            record.hmm_hit, record.hmm_score = bool(hit), float(score)
+        result.natural_hit = found.hit[n:]
+        result.threshold = found.threshold
+    return result
+
+
+def _fraction(values: Sequence[bool]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def family_summary(result: FamilyResult) -> dict:
+    """The numbers of one family's row in the sampling table (and metrics.json)."""
+    samples = result.samples
+    has_hmm = result.family.hmm is not None
+    identity = np.array([s.identity for s in samples])
+    novel = identity < NOVELTY_IDENTITY
+    hits = np.array([bool(s.hmm_hit) for s in samples]) if has_hmm else None
+    return {
+        "samples": len(samples),
+        "ended": _fraction([s.ended for s in samples]),
+        "hmm_hit": _fraction(hits) if has_hmm else None,
+        "hmm_hit_novel": _fraction(hits & novel) if has_hmm else None,
+        "identity_median": float(np.median(identity)) if len(identity) else float("nan"),
+        "identity_novel": _fraction(novel),
+        "natural_hmm_hit": _fraction(result.natural_hit) if result.natural_hit is not None else None,
+        "natural_identity_median": float(np.median(result.natural_identity))
+        if result.natural_identity is not None and len(result.natural_identity)
+        else float("nan"),
+        "length": length_summary([len(s.sequence) for s in samples]),
+        "natural_length": length_summary(result.natural_lengths),
+        "threshold": result.threshold,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f} %"
+    )
+
+
+def sampling_table(summaries: dict[str, dict], totals: dict) -> str:
+    """Markdown table of the samples, one row per family, then all families."""
+    lines = [
+        "## Samples",
+        "",
+        "| family | samples | ended | HMM hits | hits < 90 % identity "
+        "| median identity to nearest context member | natural: HMM hits | natural: median identity "
+        "| length mean ± sd | natural length mean ± sd |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in [*summaries.items(), ("**all**", totals)]:
+        length, natural = s["length"], s["natural_length"]
+        lines.append(
+            f"| {name} | {s['samples']} | {_pct(s['ended'])} | {_pct(s['hmm_hit'])} "
+            f"| {_pct(s['hmm_hit_novel'])} | {s['identity_median']:.2f} | {_pct(s['natural_hmm_hit'])} "
+            f"| {s['natural_identity_median']:.2f} "
+            f"| {length['mean']:.0f} ± {length['sd']:.0f} | {natural['mean']:.0f} ± {natural['sd']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _totals(results: list[FamilyResult]) -> dict:
+    merged = FamilyResult(FamilyData("all", Path("."), [], [], None))
+    with_hmm = [r for r in results if r.family.hmm is not None]
+    merged.samples = [s for r in results for s in r.samples]
+    merged.natural_lengths = [n for r in results for n in r.natural_lengths]
+    merged.natural_identity = np.concatenate(
+        [r.natural_identity for r in results if r.natural_identity is not None]
+    )
+    summary = family_summary(merged)
+    if with_hmm:
+        samples = [s for r in with_hmm for s in r.samples]
+        hits = np.array([bool(s.hmm_hit) for s in samples])
+        novel = np.array([s.identity < NOVELTY_IDENTITY for s in samples])
+        summary["hmm_hit"], summary["hmm_hit_novel"] = _fraction(hits), _fraction(hits & novel)
+        summary["natural_hmm_hit"] = _fraction(np.concatenate([r.natural_hit for r in with_hmm]))
+    return summary
+
+
+def samples_tsv(results: list[FamilyResult]) -> str:
+    """Every sample: family, prompt, ended, identity, nearest context member, HMM score and hit."""
+    rows = ["family\tprompt\tended\tidentity\thmm_score\thmm_hit\tsequence\tnearest_context_member"]
+    for r in results:
+        for s in r.samples:
+            hit = "" if s.hmm_hit is None else str(int(s.hmm_hit))
+            rows.append(
+                f"{s.family}\t{s.prompt}\t{int(s.ended)}\t{s.identity:.3f}\t{s.hmm_score:.1f}\t{hit}\t"
+                f"{s.sequence}\t{s.nearest}"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def run_protein_generation(
+    model_dir: str | os.PathLike,
+    data: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    hmm_dir: str | os.PathLike | None = None,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    held_out: int = 16,
+    draws: int = 2,
+    num_samples: int = 20,
+    sample_context: int = 32,
+    samples_per_prompt: int = 5,
+    max_new_tokens: int | None = None,
+    sampling: dict | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    model: BioLM | None = None,
+) -> dict:
+    """Evaluate in-context protein generation on family files; writes a report and returns its numbers.
+
+    Args:
+        model_dir: a causal protein model directory.
+        data: family files (FASTA/A3M/Stockholm, gzip allowed) or directories of them.
+        out_dir: report directory (report.md, PNGs, metrics.json, samples.tsv), replaced as a whole.
+        hmm_dir: profile HMMs named after the families (`PF00096_seed.fasta` -> `PF00096.hmm`).
+        sizes: context sizes of the gain curve.
+        held_out: members held out per family (scored by the gain curve, never in a prompt).
+        draws: context orders per family for the gain curve.
+        num_samples: samples per family.
+        sample_context: pool members in each sampling prompt.
+        samples_per_prompt: samples generated from each prompt.
+        max_new_tokens: most tokens per sample (None: twice the family's longest member, at least 32).
+        sampling: temperature / top_k / top_p / min_p for `generate`.
+        seed: seeds the split, the prompts and the samples.
+        model: the model of `model_dir`, when already loaded.
+    """
+    from biolm.inference.generate import check_can_generate
+    from biolm.models.io import load
+
+    started = time.perf_counter()
+    model = load(model_dir, device=device) if model is None else model
+    check_can_generate(model)
+    if getattr(model.tokenizer, "kind", None) != "protein":
+        raise InputError(f"{model_dir}: a protein model is needed here, not a {model.tokenizer.kind} model")
+    if samples_per_prompt < 1 or sample_context < 1 or held_out < 1 or draws < 1 or num_samples < 0:
+        raise InputError("--samples-per-prompt, --sample-context, --held-out and --draws must be at least 1")
+    families = []
+    for path in family_files(data):
+        family = read_family(path, model.tokenizer)
+        if len(family.ids) < 2:
+            log.warning("%s: fewer than 2 distinct members; left out", path)
+            continue
+        family.hmm = hmm_for_family(path, Path(hmm_dir)) if hmm_dir is not None else None
+        if hmm_dir is not None and family.hmm is None:
+            log.warning("%s: no HMM for this family in %s; HMM hits not measured", path, hmm_dir)
+        families.append(family)
+    if not families:
+        raise InputError("no family with at least 2 distinct members")
+
+    curve = gain_curve(
+        model,
+        {f.name: f.ids for f in families},
+        sizes,
+        held_out=held_out,
+        draws=draws,
+        seed=seed,
+        progress=progress,
+    )
+    from tqdm.auto import tqdm
+
+    results = [
+        sample_family(
+            model,
+            family,
+            num_samples=num_samples,
+            sample_context=sample_context,
+            samples_per_prompt=samples_per_prompt,
+            held_out=held_out,
+            max_new_tokens=max_new_tokens,
+            sampling=sampling or {},
+            seed=seed,
+        )
+        for family in tqdm(families, desc="sampling", unit="family", disable=not progress)
+    ]
+    summaries = {r.family.name: family_summary(r) for r in results}
+    totals = _totals(results)
+    targets = _targets(curve, totals)
+    facts = {
+        "model": str(model_dir),
+        "families": f"{len(families)} ({', '.join(f.name for f in families)})",
+        "members": f"{sum(len(f.ids) for f in families):,} distinct; up to {held_out} per family held out "
+        f"(at most half), the rest the context pool",
+        "gain curve": f"held-out members scored after k pool members, {draws} random orders per family; "
+        "perplexity per residue",
+        "sampling": f"{num_samples} per family, {samples_per_prompt} per prompt of {sample_context} pool "
+        "members; " + ", ".join(f"{k} {v}" for k, v in (sampling or {}).items() if v is not None),
+        "HMM hit": next((r.threshold for r in results if r.threshold), "not measured (no --hmm-dir)"),
+        "novel": f"identity to every member of the sample's prompt under {NOVELTY_IDENTITY:.0%} "
+        "(global alignment, BLOSUM62; identical residues / shorter length)",
+        "wall time": f"{time.perf_counter() - started:.0f} s",
+    }
+    sections = [gain_table(curve, "residue"), sampling_table(summaries, totals), _targets_section(targets)]
+    plots = {
+        "gain_curve": gain_plot(curve, "perplexity per residue"),
+        "identity_vs_hmm": scatter_with_lines(
+            [s.identity for r in results for s in r.samples],
+            [s.hmm_score for r in results for s in r.samples],
+            "identity to nearest context member",
+            "HMM bit score",
+            vertical=NOVELTY_IDENTITY,
+        ),
+        "lengths": histogram_plot(
+            {
+                "samples": [
+                    len(s.sequence) / np.median(r.natural_lengths or [1]) for r in results for s in r.samples
+                ],
+                "held-out natural": [
+                    n / np.median(r.natural_lengths or [1]) for r in results for n in r.natural_lengths
+                ],
+            },
+            "length / family's median natural length",
+        ),
+    }
+    extra = {"gain_curve": curve.to_json(), "families": summaries, "all": totals, "targets": targets}
+    write_report(
+        out_dir,
+        "biolm eval generation (proteins)",
+        facts,
+        {},
+        plots,
+        extra,
+        sections=sections,
+        files={"samples.tsv": samples_tsv(results)},
+    )
+    return {"gain_curve": curve, "families": summaries, "all": totals, "targets": targets}
+
+
+def _targets(curve, totals: dict) -> dict:
+    """Issue 6's protein targets: perplexity at 32 context members / at none, and novel HMM hits."""
+    out: dict = {}
+    if 0 in curve.sizes and 32 in curve.sizes:
+        both = curve.measured_at(0) & curve.measured_at(32)
+        pooled = curve.pooled_perplexity(both)
+        ratio = (
+            float(pooled[curve.sizes.index(32)] / pooled[curve.sizes.index(0)])
+            if both.any()
+            else float("nan")
+        )
+        out["ppl32_over_ppl0"] = ratio
+        out["ppl32_over_ppl0_families"] = int(both.sum())
+    out["novel_hmm_hit_fraction"] = totals["hmm_hit_novel"]
+    return out
+
+
+def _targets_section(targets: dict) -> str:
+    lines = ["## Against the targets", ""]
+    ratio = targets.get("ppl32_over_ppl0")
+    if ratio is not None:
+        verdict = "met" if ratio <= 0.7 else "not met"
+        lines.append(
+            f"- perplexity with 32 context members / with none: **{ratio:.3f}** over the "
+            f"{targets['ppl32_over_ppl0_families']} families with a pool of 32 (target ≤ 0.7: {verdict})"
+        )
+    novel = targets.get("novel_hmm_hit_fraction")
+    if novel is not None:
+        verdict = "met" if novel >= 0.5 else "not met"
+        lines.append(
+            "- samples that hit the family HMM under 90 % identity to every context member: "
+            f"**{100 * novel:.1f} %** (target ≥ 50 %: {verdict})"
+        )
+    return "\n".join(lines)
