@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from biolm.data.cache import RaggedStore, RaggedView, StoreWriter, cached_store
 from biolm.data.fasta import BUILTIN_DIR
 from biolm.data.packing import fim_format, next_token_example, pack_members, sample_spans
-from biolm.data.protein_io import Family, read_families
+from biolm.data.protein_io import family_files, iter_corpus
 from biolm.errors import InputError
 from biolm.tokenizers import ProteinTokenizer, TokenizationError
-from biolm.tokenizers.base import BOS_ID, EOS_ID
+from biolm.tokenizers.base import BOS_ID, EOS_ID, NUM_SPECIAL
 
 BUILTIN_PROTEOME = BUILTIN_DIR / "HG003687_proteome.faa.gz"
 
@@ -26,17 +27,22 @@ BUILTIN_PROTEOME = BUILTIN_DIR / "HG003687_proteome.faa.gz"
 class FamilyIds:
     """The tokenised members of one family, split into training and validation members.
 
-    Ids are stored as uint8 (the protein vocabulary is far below 256), a quarter of the memory of
-    int64 for corpora of millions of residues.
+    `train` and `val` index like lists of [L] uint8 residue-id arrays (the protein vocabulary is far
+    below 256) but are views of the corpus's `RaggedStore`: nothing is copied until a member is read.
     """
 
     name: str
-    train: list[np.ndarray]
-    val: list[np.ndarray]
+    train: RaggedView
+    val: RaggedView
 
 
 class ProteinCorpus:
     """Families of tokenised proteins with a held-out validation share of each family.
+
+    The corpus is read once, record by record, into a flat store of residue ids (see
+    `biolm.data.cache`): in memory for a small corpus, in an on-disk cache entry (memory-mapped, reused
+    by later runs while the files are unchanged) for one of 32 MB or more. Resident memory is then that
+    of the offsets and the split (16 bytes a protein), not of the sequences.
 
     Which members are held out depends only on `seed` and the family's size, so a run and its resume
     (or two runs with the same seed) validate on the same proteins.
@@ -55,42 +61,75 @@ class ProteinCorpus:
             raise InputError(f"data.val_fraction must be in (0, 0.5], got {val_fraction}")
         self.builtin = path is None
         self.path = BUILTIN_PROTEOME if path is None else Path(path)
-        self.families = [self._split(f, tokenizer, val_fraction, seed) for f in read_families(self.path)]
+        self.store = tokenized_corpus(self.path, tokenizer)
+        self.families = [
+            self._split(name, start, end, val_fraction, seed)
+            for name, start, end in self.store.meta["families"]
+        ]
         if not any(f.val for f in self.families) or not any(f.train for f in self.families):
             raise InputError(f"{self.path}: too few sequences to split into training and validation")
 
-    @staticmethod
-    def _split(family: Family, tokenizer: ProteinTokenizer, val_fraction: float, seed: int) -> FamilyIds:
-        ids = []
-        for record in family.records:
-            try:
-                ids.append(tokenizer.encode(record.sequence, record=record.name).astype(np.uint8))
-            except TokenizationError as err:
-                raise InputError(
-                    f"{family.source}: {err} (after removing gaps; set data.unknown=replace to read it as X)"
-                ) from None
-        n_val = int(round(len(ids) * val_fraction))
+    def _split(self, name: str, start: int, end: int, val_fraction: float, seed: int) -> FamilyIds:
+        n = end - start
+        n_val = int(round(n * val_fraction))
         # A fixed-seed permutation per family (keyed by its name) decides who is held out.
-        key = [seed, *family.name.encode()]
-        held = set(np.random.default_rng(key).permutation(len(ids))[:n_val].tolist())
+        held = np.zeros(n, dtype=bool)
+        held[np.random.default_rng([seed, *name.encode()]).permutation(n)[:n_val]] = True
         return FamilyIds(
-            family.name,
-            [a for i, a in enumerate(ids) if i not in held],
-            [a for i, a in enumerate(ids) if i in held],
+            name,
+            RaggedView(self.store, start + np.flatnonzero(~held)),
+            RaggedView(self.store, start + np.flatnonzero(held)),
         )
 
-    def sequences(self, split: str) -> list[np.ndarray]:
+    def sequences(self, split: str) -> RaggedView:
         """Every member of `split` ("train" or "val") of every family, in corpus order."""
-        return [a for f in self.families for a in getattr(f, split)]
+        return RaggedView.concat([getattr(f, split) for f in self.families])
 
     def describe(self) -> str:
-        n_train, n_val = len(self.sequences("train")), len(self.sequences("val"))
-        residues = sum(len(a) for a in self.sequences("train"))
+        train, n_val = self.sequences("train"), len(self.sequences("val"))
+        residues = int(train.lengths().sum())
         where = f"built-in proteome {self.path}" if self.builtin else str(self.path)
         return (
             f"data: {where} ({len(self.families)} famil{'y' if len(self.families) == 1 else 'ies'}; "
-            f"{n_train:,} training proteins, {residues:,} residues; {n_val:,} validation proteins)"
+            f"{len(train):,} training proteins, {residues:,} residues; {n_val:,} validation proteins)"
         )
+
+
+def tokenized_corpus(path: Path, tokenizer: ProteinTokenizer) -> RaggedStore:
+    """Every protein of a file or directory as uint8 residue ids, read once (streamed) and cached.
+
+    `meta["families"]` lists [name, first record, end record] of each family, in corpus order.
+
+    Raises:
+        InputError: as `biolm.data.protein_io.iter_corpus`, or a residue the tokenizer cannot read
+            (naming the file, record and position).
+    """
+    if tokenizer.vocab_size > 256:  # pragma: no cover - the protein vocabulary has 31 tokens + sentinels
+        raise ValueError("residue ids are stored as uint8")
+    files = family_files(path)
+
+    def build(writer: StoreWriter) -> tuple[dict, dict]:
+        families: list[list] = []
+        for name, file, record in iter_corpus(path):
+            if not families or families[-1][0] != name or families[-1][3] != str(file):
+                families.append([name, len(writer), len(writer), str(file)])
+            try:
+                ids = tokenizer.encode(record.sequence, record=record.name)
+            except TokenizationError as err:
+                raise InputError(
+                    f"{file}: {err} (after removing gaps; set data.unknown=replace to read it as X)"
+                ) from None
+            writer.append(ids.astype(np.uint8))
+            families[-1][2] = len(writer)
+        return {"families": [f[:3] for f in families]}, {}
+
+    # What the ids depend on: the residue tokens and the unknown policy (not the FIM sentinels, which
+    # come after them and are never produced by encode).
+    depends_on = {
+        "tokens": tokenizer.tokens[: NUM_SPECIAL + len(tokenizer.ALPHABET)],
+        "unknown": tokenizer.unknown,
+    }
+    return cached_store("protein", path, files, depends_on, build, describe="the proteins")
 
 
 @dataclass

@@ -104,19 +104,35 @@ def _fasta_lines(path: Path) -> Iterator[str]:
 
 def _records(path: Path, fmt: str) -> Iterator[list[tuple[str, str]]]:
     """[(record id, raw sequence)] per alignment (Stockholm) or per file (FASTA, A3M)."""
+    current: list[tuple[str, str]] = []
+    index = 0
+    for alignment, name, text in iter_raw_records(path, fmt):
+        if alignment != index:
+            yield current
+            current, index = [], alignment
+        current.append((name, text))
+    yield current
+
+
+def iter_raw_records(path: Path, fmt: str) -> Iterator[tuple[int, str, str]]:
+    """(alignment number, record id, raw sequence) of every record, one at a time: FASTA and A3M are
+    streamed record by record, Stockholm alignment by alignment (alignment number 0, 1, ...).
+
+    Raises:
+        InputError: malformed or unreadable (e.g. truncated gzip) file, naming it.
+    """
     from Bio import AlignIO
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
     try:
         if fmt == "fasta":
-            yield [
-                (title.split()[0] if title.strip() else "", seq)
-                for title, seq in SimpleFastaParser(_fasta_lines(path))
-            ]
+            for title, seq in SimpleFastaParser(_fasta_lines(path)):
+                yield 0, (title.split()[0] if title.strip() else ""), seq
         else:
             with _open_text(path) as handle:
-                for alignment in AlignIO.parse(handle, "stockholm"):
-                    yield [(r.id, str(r.seq)) for r in alignment]
+                for index, alignment in enumerate(AlignIO.parse(handle, "stockholm")):
+                    for r in alignment:
+                        yield index, r.id, str(r.seq)
     except ValueError as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: malformed {fmt} file: {message}") from None
@@ -124,15 +140,29 @@ def _records(path: Path, fmt: str) -> Iterator[list[tuple[str, str]]]:
         raise InputError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from None
 
 
-def _clean_records(path: Path, raw: list[tuple[str, str]]) -> list[ProteinRecord]:
-    records = []
-    for index, (name, text) in enumerate(raw):
-        name = name or f"#{index + 1}"
-        seq = clean_sequence(text)
-        if not seq:
-            raise InputError(f"{path}: record {name!r}: empty sequence (nothing left after removing gaps)")
-        records.append(ProteinRecord(name, seq))
-    return records
+def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, ProteinRecord]]:
+    """(alignment number, cleaned record) of every record of a FASTA/A3M/Stockholm file, streamed.
+
+    Raises:
+        InputError: as `sniff_format` and `iter_raw_records`, or a record with an empty sequence.
+    """
+    path = Path(path)
+    fmt = sniff_format(path)
+    for number, (alignment, name, text) in enumerate(iter_raw_records(path, fmt)):
+        yield alignment, _clean_record(path, name or f"#{number + 1}", text)
+
+
+def _clean_record(path: Path, name: str, text: str) -> ProteinRecord:
+    seq = clean_sequence(text)
+    if not seq:
+        raise InputError(f"{path}: record {name!r}: empty sequence (nothing left after removing gaps)")
+    return ProteinRecord(name, seq)
+
+
+def family_name(path: Path, alignment: int = 0) -> str:
+    """`PF00001` for `PF00001.fasta.gz`; `stem#k` for the k-th alignment (k >= 2) of a Stockholm file."""
+    stem = path.name.split(".")[0]
+    return stem if alignment == 0 else f"{stem}#{alignment + 1}"
 
 
 def read_protein_file(path: str | os.PathLike) -> list[Family]:
@@ -142,17 +172,14 @@ def read_protein_file(path: str | os.PathLike) -> list[Family]:
         InputError: missing, empty, malformed file, or a record with an empty sequence.
     """
     path = Path(path)
-    fmt = sniff_format(path)
-    stem = path.name.split(".")[0]
-    families = []
-    for index, raw in enumerate(_records(path, fmt)):
-        if not raw:
-            continue
-        family_name = stem if index == 0 else f"{stem}#{index + 1}"
-        families.append(Family(family_name, path, _clean_records(path, raw)))
+    families: dict[int, Family] = {}
+    for alignment, record in iter_records(path):
+        if alignment not in families:
+            families[alignment] = Family(family_name(path, alignment), path)
+        families[alignment].records.append(record)
     if not families:
         raise InputError(f"{path}: no protein sequences")
-    return families
+    return list(families.values())
 
 
 def is_sequence_file(path: Path) -> bool:
@@ -161,26 +188,56 @@ def is_sequence_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and name.endswith(SEQUENCE_SUFFIXES)
 
 
+def family_files(path: str | os.PathLike) -> list[Path]:
+    """The files of a corpus: every sequence file of a directory (see `read_families`), in name order,
+    or the file itself.
+
+    Raises:
+        InputError: a missing path, or a directory without sequence files.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        return [path]
+    files = sorted(p for p in path.iterdir() if is_sequence_file(p))
+    if not files:
+        raise InputError(
+            f"{path}: no sequence files in directory (expected names ending in "
+            f"{', '.join(SEQUENCE_SUFFIXES)}, optionally .gz)"
+        )
+    return files
+
+
+def iter_corpus(path: str | os.PathLike) -> Iterator[tuple[str, Path, ProteinRecord]]:
+    """(family name, file, record) of every record of a file or directory, streamed in order: in a
+    directory each file is one family; a file is one family, or one per Stockholm alignment.
+
+    Raises:
+        InputError: as `family_files` and `iter_records`, or a file without any record.
+    """
+    path = Path(path)
+    directory = path.is_dir()
+    for file in family_files(path):
+        empty = True
+        for alignment, record in iter_records(file):
+            empty = False
+            yield family_name(file, 0 if directory else alignment), file, record
+        if empty:
+            raise InputError(f"{file}: no protein sequences")
+
+
 def read_families(path: str | os.PathLike) -> list[Family]:
-    """Families from a file (see `read_protein_file`) or a directory of family files.
+    """Families from a file (see `read_protein_file`) or a directory of family files, in memory.
 
     In a directory every file whose name ends in one of `SEQUENCE_SUFFIXES` (optionally `.gz`) is read,
-    in name order, and all its records form one family named after the file.
+    in name order, and all its records form one family named after the file. Training reads the same
+    families without holding them (`biolm.data.protein.ProteinCorpus`).
 
     Raises:
         InputError: as `read_protein_file`, or a directory without sequence files.
     """
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if is_sequence_file(p))
-        if not files:
-            raise InputError(
-                f"{path}: no sequence files in directory (expected names ending in "
-                f"{', '.join(SEQUENCE_SUFFIXES)}, optionally .gz)"
-            )
-        families = []
-        for file in files:
-            records = [r for family in read_protein_file(file) for r in family.records]
-            families.append(Family(file.name.split(".")[0], file, records))
-        return families
-    return read_protein_file(path)
+    families: dict[tuple[str, Path], Family] = {}
+    for name, file, record in iter_corpus(path):
+        families.setdefault((name, file), Family(name, file)).records.append(record)
+    return list(families.values())
