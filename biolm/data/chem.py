@@ -13,15 +13,19 @@ Formats, chosen by suffix (a trailing `.gz` is read through gzip):
 
 from __future__ import annotations
 
+import array
 import csv
 import gzip
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from biolm.data.cache import RaggedView, StoreWriter, cached_store
 from biolm.errors import InputError
 
 # Compared case-insensitively, in this order of preference.
@@ -42,8 +46,9 @@ class MoleculeSet:
     Attributes:
         name: the file name without suffixes (e.g. `CHEMBL204_Ki`); the set's identity.
         path: the file they were read from.
-        smiles: canonical (isomeric) SMILES of each molecule.
-        lines: 1-based line number of each molecule in `path`.
+        smiles: canonical (isomeric) SMILES of each molecule: a list, or for training
+            (`stored_molecule_sets`) a `RaggedView` of a token cache that indexes like one.
+        lines: 1-based line number of each molecule in `path` (a list, or an int64 array with a view).
         total: records read, valid or not.
     """
 
@@ -56,8 +61,11 @@ class MoleculeSet:
     def __len__(self) -> int:
         return len(self.smiles)
 
-    def subset(self, keep: list[int]) -> MoleculeSet:
-        """The molecules at positions `keep`, in that order."""
+    def subset(self, keep: Sequence[int] | np.ndarray) -> MoleculeSet:
+        """The molecules at positions `keep`, in that order (views stay views, lists stay lists)."""
+        if isinstance(self.smiles, RaggedView):
+            keep = np.asarray(keep, dtype=np.int64)
+            return MoleculeSet(self.name, self.path, self.smiles.take(keep), self.lines[keep], self.total)
         return MoleculeSet(
             self.name, self.path, [self.smiles[i] for i in keep], [self.lines[i] for i in keep], self.total
         )
@@ -159,8 +167,17 @@ def canonical_smiles(text: str) -> str | None:
     return Chem.MolToSmiles(mol)
 
 
+def canonical_records(
+    path: str | os.PathLike, smiles_column: str | None = None
+) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, SMILES text, canonical SMILES or None if RDKit cannot read it) of every record."""
+    for number, text in iter_smiles_records(path, smiles_column):
+        yield number, text, canonical_smiles(text) if text else None
+
+
 def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) -> MoleculeSet:
-    """Every valid molecule of one file; invalid SMILES are skipped with one warning for the file.
+    """Every valid molecule of one file, in memory; invalid SMILES are skipped with one warning for the
+    file. (Training reads files through the token cache instead: `stored_molecule_sets`.)
 
     Raises:
         InputError: as `iter_smiles_records`, or a file with no valid molecule at all.
@@ -168,9 +185,8 @@ def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) ->
     path = Path(path)
     result = MoleculeSet(_stem(path), str(path))
     invalid: list[tuple[int, str]] = []
-    for number, text in iter_smiles_records(path, smiles_column):
+    for number, text, smiles in canonical_records(path, smiles_column):
         result.total += 1
-        smiles = canonical_smiles(text) if text else None
         if smiles is None:
             invalid.append((number, text))
             continue
@@ -183,12 +199,16 @@ def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) ->
     return result
 
 
-def warn_skipped(path: str | os.PathLike, why: str, skipped: list[tuple[int, str]], total: int) -> None:
-    """One `ChemDataWarning` for a file: the count, then the first `WARNED_LINES` lines and texts."""
+def warn_skipped(
+    path: str | os.PathLike, why: str, skipped: list[tuple[int, str]], total: int, count: int | None = None
+) -> None:
+    """One `ChemDataWarning` for a file: the count (`count`, else `len(skipped)`), then the first
+    `WARNED_LINES` lines and texts."""
+    count = len(skipped) if count is None else count
     shown = "; ".join(f"line {n}: {t[:60]!r}" for n, t in skipped[:WARNED_LINES])
-    more = f"; and {len(skipped) - WARNED_LINES} more" if len(skipped) > WARNED_LINES else ""
+    more = f"; and {count - WARNED_LINES} more" if count > WARNED_LINES else ""
     warnings.warn(
-        f"{path}: skipped {len(skipped)} of {total} molecules ({why}): {shown}{more}",
+        f"{path}: skipped {count} of {total} molecules ({why}): {shown}{more}",
         ChemDataWarning,
         stacklevel=3,
     )
@@ -199,15 +219,15 @@ def _is_molecule_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and name.endswith(SMI_SUFFIXES + TABLE_SUFFIXES)
 
 
-def read_molecule_sets(path: str | os.PathLike | None, smiles_column: str | None = None) -> list[MoleculeSet]:
-    """Molecule sets from a path: a directory gives one set per file (sorted by name), a file one set,
-    None the built-in NCI sample.
+def molecule_files(path: str | os.PathLike | None) -> list[Path]:
+    """The files of a molecule corpus: every molecule file of a directory (sorted by name, with a
+    warning naming the other entries), the file itself, or for None the built-in NCI sample.
 
     Raises:
-        InputError: a missing path, a directory without molecule files, a file without valid molecules.
+        InputError: a missing path or a directory without molecule files.
     """
     if path is None:
-        return [read_molecules(builtin_molecules_path())]
+        return [builtin_molecules_path()]
     path = Path(path)
     if path.is_dir():
         entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
@@ -217,8 +237,87 @@ def read_molecule_sets(path: str | os.PathLike | None, smiles_column: str | None
             raise InputError(f"{path}: no molecule files (suffixes {suffixes}, optionally .gz)")
         ignored = [p.name for p in entries if p not in files]
         if ignored:
-            warnings.warn(f"{path}: ignored {len(ignored)} other entries: {ignored[:5]}", ChemDataWarning, 2)
-        return [read_molecules(p, smiles_column) for p in files]
+            warnings.warn(f"{path}: ignored {len(ignored)} other entries: {ignored[:5]}", ChemDataWarning, 3)
+        return files
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    return [read_molecules(path, smiles_column)]
+    return [path]
+
+
+def read_molecule_sets(path: str | os.PathLike | None, smiles_column: str | None = None) -> list[MoleculeSet]:
+    """Molecule sets from a path, in memory: a directory gives one set per file (sorted by name), a file
+    one set, None the built-in NCI sample.
+
+    Raises:
+        InputError: a missing path, a directory without molecule files, a file without valid molecules.
+    """
+    return [read_molecules(p, smiles_column) for p in molecule_files(path)]
+
+
+def stored_molecule_sets(
+    path: str | os.PathLike | None, smiles_column: str | None = None
+) -> list[MoleculeSet]:
+    """The sets of `read_molecule_sets`, read once (streamed) into a store of canonical SMILES (see
+    `biolm.data.cache`) and cached on disk for a corpus of 32 MB or more, so that RDKit checks each
+    file only once and no set is held in Python lists: `smiles` and `lines` of each set are views.
+
+    The warnings about invalid SMILES are given again when a cached store is reused.
+
+    Raises:
+        InputError: as `read_molecule_sets`.
+    """
+    files = molecule_files(path)
+    source = files[0] if path is None else Path(path)
+
+    def build(writer: StoreWriter) -> tuple[dict, dict]:
+        lines = array.array("q")
+        sets = []
+        for file in files:
+            start, total, invalid, shown = len(writer), 0, 0, []
+            for number, text, smiles in canonical_records(file, smiles_column):
+                total += 1
+                if smiles is None:
+                    invalid += 1
+                    if len(shown) < WARNED_LINES:
+                        shown.append((number, text[:60]))
+                    continue
+                writer.append(smiles.encode("utf-8"))
+                lines.append(number)
+            if invalid:
+                warn_skipped(file, "invalid SMILES", shown, total, count=invalid)
+            if len(writer) == start:
+                raise InputError(f"{file}: no valid molecule ({total} records read)")
+            sets.append(
+                {
+                    "name": _stem(file),
+                    "path": str(file),
+                    "start": start,
+                    "end": len(writer),
+                    "total": total,
+                    "invalid": invalid,
+                    "shown": shown,
+                }
+            )
+        return {"sets": sets}, {"lines": np.frombuffer(lines, dtype=np.int64).copy()}
+
+    import rdkit
+
+    depends_on = {"smiles_column": smiles_column, "rdkit": rdkit.__version__}
+    store = cached_store("smiles", source, files, depends_on, build, describe="the molecules (RDKit)")
+    result = []
+    for entry in store.meta["sets"]:
+        if store.from_cache and entry["invalid"]:  # built now, the build has warned
+            warn_skipped(
+                entry["path"], "invalid SMILES", entry["shown"], entry["total"], count=entry["invalid"]
+            )
+        index = np.arange(entry["start"], entry["end"], dtype=np.int64)
+        result.append(
+            MoleculeSet(
+                entry["name"],
+                entry["path"],
+                RaggedView(store, index, text=True),
+                store.extra["lines"][index],
+                entry["total"],
+            )
+        )
+    return result

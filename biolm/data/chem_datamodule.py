@@ -31,7 +31,8 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from biolm.data.chem import MoleculeSet, builtin_molecules_path, read_molecule_sets
+from biolm.data.cache import RaggedView
+from biolm.data.chem import MoleculeSet, builtin_molecules_path, stored_molecule_sets
 from biolm.data.chem_dataset import MoleculeDataset, MoleculeEncoder, pad_batch
 from biolm.data.molsets import PackedSets
 from biolm.errors import InputError
@@ -60,7 +61,7 @@ def split_molecules(molecules: MoleculeSet, val_fraction: float) -> tuple[Molecu
     rng = np.random.default_rng([0, zlib.crc32(molecules.name.encode())])
     val = np.sort(rng.permutation(n)[:n_val]) if n_val > 0 else np.zeros(0, dtype=np.int64)
     train = np.setdiff1d(np.arange(n), val)
-    return molecules.subset(train.tolist()), molecules.subset(val.tolist())
+    return molecules.subset(train), molecules.subset(val)
 
 
 class ChemDataModule(L.LightningDataModule):
@@ -102,6 +103,11 @@ def _option(config: Any, key: str) -> Any:
     return getattr(config, key, DEFAULTS[key]) if config is not None else DEFAULTS[key]
 
 
+def _joined(sets: list[MoleculeSet]) -> RaggedView:
+    """The SMILES of every set, in order, as one view of their common store (nothing is copied)."""
+    return RaggedView.concat([s.smiles for s in sets])
+
+
 def build_chem_data(data_config: Any, tokenizer: SmilesTokenizer, seed: int) -> ChemDataModule:
     """Read, check, split and wrap the molecules that `data_config` (the `data` section) names.
 
@@ -121,7 +127,7 @@ def build_chem_data(data_config: Any, tokenizer: SmilesTokenizer, seed: int) -> 
         raise InputError(f"data.packing must be one of {', '.join(PACKING_MODES)}; got {packing!r}")
     encoder = MoleculeEncoder(tokenizer, _option(data_config, "unknown"), _option(data_config, "seq_len"))
     path = _option(data_config, "path")
-    sets = [encoder.check(s) for s in read_molecule_sets(path, _option(data_config, "smiles_column"))]
+    sets = [encoder.check(s) for s in stored_molecule_sets(path, _option(data_config, "smiles_column"))]
     splits = [split_molecules(s, val_fraction) for s in sets if len(s)]
     train_sets, val_sets = [t for t, _ in splits], [v for _, v in splits]
     n_train, n_val = sum(map(len, train_sets)), sum(map(len, val_sets))
@@ -133,8 +139,8 @@ def build_chem_data(data_config: Any, tokenizer: SmilesTokenizer, seed: int) -> 
         train: Dataset = PackedSets(train_sets, encoder, seed, train=True, randomize=randomize)
         val: Dataset = PackedSets(val_sets, encoder, seed, train=False)
     else:
-        train = MoleculeDataset([m for s in train_sets for m in s.smiles], encoder, seed, True, randomize)
-        val = MoleculeDataset([m for s in val_sets for m in s.smiles], encoder, seed, train=False)
+        train = MoleculeDataset(_joined(train_sets), encoder, seed, True, randomize)
+        val = MoleculeDataset(_joined(val_sets), encoder, seed, train=False)
     cap = _option(data_config, "max_val_windows")
     if cap is not None and len(val) > cap:
         val = Subset(val, np.linspace(0, len(val) - 1, max(1, cap)).round().astype(int).tolist())

@@ -11,6 +11,7 @@ An example is a dict of int64 tensors of one length L (at most `seq_len`):
 
 from __future__ import annotations
 
+import array
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -84,7 +85,7 @@ class MoleculeEncoder:
             InputError: under "error", the first molecule with a token outside the vocabulary, naming
                 the file, line and token.
         """
-        keep: list[int] = []
+        keep = array.array("q")  # 8 bytes a molecule, for corpora of millions
         unknown: list[tuple[int, str]] = []
         untokenizable: list[tuple[int, str]] = []
         too_long: list[tuple[int, str]] = []
@@ -128,7 +129,7 @@ class MoleculeEncoder:
             warn_skipped(
                 molecules.path, f"over data.seq_len={self.max_tokens} tokens", too_long, molecules.total
             )
-        return molecules.subset(keep)
+        return molecules.subset(np.frombuffer(keep, dtype=np.int64) if keep else [])
 
     def training_ids(self, smiles: str, seed: int | None) -> np.ndarray:
         """Ids of a randomized SMILES of the molecule (canonical when `seed` is None).
