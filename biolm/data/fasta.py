@@ -1,19 +1,42 @@
-"""Opening FASTA files for random access (pyfaidx) with one-line errors for bad input."""
+"""Opening FASTA files for random access (pyfaidx) with one-line errors for bad input.
+
+pyfaidx reads a genome through a `.fai` index (and a `.gzi` block index for BGZF), built on the first
+open and reused afterwards; biolm adds:
+
+- a check that a reused index still describes the file (pyfaidx only compares modification times, so
+  a file replaced by an older copy, or an index cut short by a killed build, would be read wrong);
+  an index that does not match is rebuilt, with a log line;
+- an index in the cache directory (`biolm.data.cache.cache_root()`) when the FASTA's own directory
+  is not writable;
+- plain gzip (which cannot be read by random access) converted once, with a log line, into a BGZF
+  copy in the cache directory, reused while the source is unchanged.
+"""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import logging
 import os
+import tempfile
+import zlib
 from pathlib import Path
 
 import pyfaidx
 
+from biolm.data.cache import cache_root
 from biolm.errors import InputError
+
+log = logging.getLogger(__name__)
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 BUILTIN_GENOME = BUILTIN_DIR / "cdiphtheriae_NCTC11397.fna.gz"
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_BGZF_BLOCK = 65536  # most bytes of one BGZF block, compressed or not
+_BGZF_EOF = 28  # the empty block that ends a BGZF file
+_COPY_CHUNK = 1 << 20
 
 
 def _is_bgzf(header: bytes) -> bool:
@@ -34,14 +57,136 @@ def _first_byte(path: Path, compressed: bool) -> bytes:
     return b""
 
 
-def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaidx.Fasta:
-    """Open a FASTA file (plain or BGZF-compressed) for random access without loading it.
+def _key(path: Path) -> str:
+    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
 
-    pyfaidx builds a `.fai` index beside the file the first time and reuses it afterwards.
-    Sequences come back upper-case, as plain strings.
+
+def _stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def bgzf_copy(path: Path) -> Path:
+    """A BGZF copy of the plain-gzip FASTA `path` in the cache directory, made once and reused while
+    `path` keeps its size and modification time.
 
     Raises:
-        InputError: the file is missing, empty, not FASTA, plain (non-BGZF) gzip, or malformed.
+        InputError: the gzip stream is truncated or corrupt, or the cache is not writable.
+    """
+    from Bio import bgzf
+
+    directory = cache_root() / "genomes"
+    target = directory / f"{path.name.removesuffix('.gz')}.{_key(path)}.bgz"
+    stamp_file = target.with_name(target.name + ".json")
+    stamp = _stamp(path)
+    try:
+        if target.is_file() and json.loads(stamp_file.read_text()) == stamp:
+            return target
+    except (OSError, ValueError):
+        pass
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+        os.close(fd)
+    except OSError as err:
+        raise InputError(
+            f"{path}: plain gzip needs a BGZF copy, but {directory} is not writable ({err}); set "
+            "BIOLM_CACHE_DIR, or recompress the file with `bgzip` (htslib)"
+        ) from None
+    log.info("%s: plain gzip cannot be read by random access; writing a BGZF copy once to %s", path, target)
+    try:
+        with gzip.open(path, "rb") as source, bgzf.BgzfWriter(tmp, "wb") as sink:
+            while chunk := source.read(_COPY_CHUNK):
+                sink.write(chunk)
+        for stale in (Path(f"{target}.fai"), Path(f"{target}.gzi")):
+            stale.unlink(missing_ok=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the copy is as readable as a normal file
+        os.replace(tmp, target)
+        stamp_file.write_text(json.dumps(stamp))
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: cannot read the gzip file, truncated or corrupt? ({err})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _index_location(path: Path) -> tuple[str | None, str | None]:
+    """(.fai, .gzi) names for pyfaidx: None (beside the file) when its directory is writable or an index
+    is already there, else files in the cache directory."""
+    if os.access(path.parent, os.W_OK) or Path(f"{path}.fai").exists():
+        return None, None
+    directory = cache_root() / "index"
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory / f"{path.name}.{_key(path)}"
+    return f"{base}.fai", f"{base}.gzi"
+
+
+def _index_matches(fasta: pyfaidx.Fasta, path: Path) -> bool:
+    """Whether the index pyfaidx read ends where the file does (a stale or cut index does not)."""
+    faidx = fasta.faidx
+    if not faidx.index:
+        return False
+    end = max(record.bend for record in faidx.index.values())
+    size = path.stat().st_size
+    if getattr(faidx, "_bgzf", False):
+        blocks = getattr(faidx, "gzi_index", None)
+        if not blocks:
+            return False
+        last = blocks[-1]
+        # The last data block starts within one block of the end; the data end lies inside it.
+        return (
+            last.cstart <= size - _BGZF_EOF <= last.cstart + _BGZF_BLOCK
+            and last.ustart <= end <= last.ustart + _BGZF_BLOCK + 2
+        )
+    if end > size + 2:  # +2: a last line without its newline (LF or CRLF)
+        return False
+    if size - end > 4096:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(end)
+        return not handle.read().strip()
+
+
+def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
+    fai, gzi = _index_location(path) if rebuild else (None, None)
+    options = {
+        "as_raw": True,
+        "sequence_always_upper": True,
+        "rebuild": rebuild,
+        "one_based_attributes": False,
+        "indexname": fai,
+        "gzi_indexname": gzi,
+    }
+    fasta = pyfaidx.Fasta(str(path), **options)
+    if rebuild and not _index_matches(fasta, path):
+        fasta.close()
+        fai_path = Path(fai or f"{path}.fai")
+        log.info("%s: its index %s does not match the file (changed since?); rebuilding it", path, fai_path)
+        fai_path.unlink(missing_ok=True)
+        Path(gzi or f"{path}.gzi").unlink(missing_ok=True)
+        fasta = pyfaidx.Fasta(str(path), **options)
+    return fasta
+
+
+def _duplicate(message: str) -> str | None:
+    if message.startswith("Duplicate key"):
+        return message.removeprefix("Duplicate key").strip().strip('"')
+    return None
+
+
+def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaidx.Fasta:
+    """Open a FASTA file (plain, BGZF, or plain gzip through a BGZF copy) for random access without
+    loading it.
+
+    pyfaidx builds a `.fai` index beside the file the first time and reuses it afterwards (see the
+    module docstring). Sequences come back upper-case, as plain strings; Windows line ends are fine.
+
+    Args:
+        rebuild_index: False uses an existing index as it is (the built-in genome's shipped index).
+
+    Raises:
+        InputError: the file is missing, empty, not FASTA, malformed (uneven line lengths), has two
+            records with one id, or is a truncated gzip file.
     """
     path = Path(path)
     if not path.is_file():
@@ -51,26 +196,28 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
     if not header:
         raise InputError(f"{path}: empty file, no FASTA records")
     compressed = header[:2] == _GZIP_MAGIC
-    if compressed and not _is_bgzf(header):
-        raise InputError(
-            f"{path}: plain gzip cannot be read by random access; recompress it with `bgzip` "
-            "(htslib) or decompress it with `gunzip`"
-        )
     first = _first_byte(path, compressed)
     if not first:
         raise InputError(f"{path}: empty file, no FASTA records")
     if first != b">":
         raise InputError(f"{path}: not a FASTA file (the first line does not start with '>')")
+    readable = bgzf_copy(path) if compressed and not _is_bgzf(header) else path
     try:
-        fasta = pyfaidx.Fasta(
-            str(path),
-            as_raw=True,
-            sequence_always_upper=True,
-            rebuild=rebuild_index,
-            one_based_attributes=False,
-        )
-    except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as err:
+        fasta = _open_index(readable, rebuild_index)
+    except (
+        pyfaidx.FastaIndexingError,
+        pyfaidx.UnsupportedCompressionFormat,
+        ValueError,
+        OSError,
+        EOFError,
+    ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        duplicate = _duplicate(message)
+        if duplicate is not None:
+            raise InputError(
+                f"{path}: record {duplicate!r} occurs more than once (record ids, the first word of each "
+                "header, must be unique)"
+            ) from None
         raise InputError(f"{path}: cannot index FASTA: {message}") from None
     if not fasta.keys():
         raise InputError(f"{path}: no FASTA records")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,19 +203,56 @@ class TrainWindows(Dataset):
         return window_example(self.source, self.window(index), self.seq_len, self.flipped(index))
 
 
+class TiledWindows(Sequence):
+    """The windows tiling some regions, `seq_len` bases each (the last of a region may be shorter),
+    computed on access: a genome of any size costs memory per region, not per window.
+
+    Args:
+        regions: the regions tiled, in order.
+        seq_len: bases per window.
+        keep: [m] window numbers to keep (in order); None keeps all.
+    """
+
+    def __init__(self, regions: list[Region], seq_len: int, keep: np.ndarray | None = None) -> None:
+        self.regions, self.seq_len = regions, seq_len
+        counts = np.array([-(-len(r) // seq_len) for r in regions], dtype=np.int64)
+        self._first = np.concatenate([[0], np.cumsum(counts)])
+        self.keep = keep
+
+    @property
+    def total(self) -> int:
+        """Windows before thinning."""
+        return int(self._first[-1])
+
+    def __len__(self) -> int:
+        return self.total if self.keep is None else len(self.keep)
+
+    def __getitem__(self, index: int) -> Region:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        index = index % len(self)
+        number = int(index if self.keep is None else self.keep[index])
+        r = int(np.searchsorted(self._first, number, side="right")) - 1
+        region = self.regions[r]
+        start = region.start + (number - int(self._first[r])) * self.seq_len
+        return Region(region.record, start, min(start + self.seq_len, region.end))
+
+    def __iter__(self) -> Iterator[Region]:
+        for i in range(len(self)):
+            yield self[i]
+
+
 class ValWindows(Dataset):
-    """Non-overlapping windows tiling the validation regions (evenly thinned to `max_windows`)."""
+    """Non-overlapping windows tiling the validation regions (evenly thinned to `max_windows`).
+
+    `windows` is a `TiledWindows` sequence, computed on access, so that the validation region of a
+    large genome costs no memory per window."""
 
     def __init__(self, source: GenomeSource, seq_len: int, max_windows: int | None = None) -> None:
         self.source, self.seq_len = source, seq_len
-        windows = [
-            Region(r.record, start, min(start + seq_len, r.end))
-            for r in source.val_regions
-            for start in range(r.start, r.end, seq_len)
-        ]
-        if max_windows is not None and len(windows) > max_windows:
-            keep = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
-            windows = [windows[i] for i in keep]
+        windows = TiledWindows(source.val_regions, seq_len)
+        if max_windows is not None and windows.total > max_windows:
+            windows.keep = np.linspace(0, windows.total - 1, max_windows).round().astype(np.int64)
         self.windows = windows
 
     def __len__(self) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from Bio import bgzf
 
-from biolm.data.fasta import open_builtin_genome, open_fasta
+from biolm.data.fasta import _is_bgzf, open_builtin_genome, open_fasta
 from biolm.data.genome import IGNORE_INDEX, GenomeSource, Region, TrainWindows, ValWindows
 from biolm.data.markov import MarkovModel
 from biolm.errors import InputError
@@ -121,15 +121,19 @@ def test_missing_file(tmp_path):
         open_fasta(tmp_path / "missing.fa")
 
 
-def test_plain_gzip_is_refused_and_bgzf_is_read(tmp_path):
+def test_plain_gzip_is_read_through_a_bgzf_copy_and_bgzf_directly(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
     text = b">a\nACGTACGTTT\n"
     with gzip.open(tmp_path / "plain.fa.gz", "wb") as handle:
         handle.write(text)
-    with pytest.raises(InputError, match="bgzip"):
-        open_fasta(tmp_path / "plain.fa.gz")
+    assert open_fasta(tmp_path / "plain.fa.gz")["a"][2:6] == "GTAC"
+    (copy,) = (tmp_path / "cache" / "genomes").glob("plain.fa.*.bgz")
+    with open(copy, "rb") as handle:
+        assert _is_bgzf(handle.read(18))
     with bgzf.BgzfWriter(str(tmp_path / "b.fa.gz"), "wb") as handle:
         handle.write(text)
     assert open_fasta(tmp_path / "b.fa.gz")["a"][2:6] == "GTAC"
+    assert not list((tmp_path / "cache" / "genomes").glob("b.fa.*"))
 
 
 def test_markov_model_counts_and_scores():
