@@ -110,9 +110,27 @@ class OptimConfig:
     grad_clip: float = 1.0
 
 
+NONFINITE_MODES = ("skip", "halt")
+
+
 @dataclass
 class TrainerConfig:
-    """Passed to `lightning.Trainer` (see its documentation for the values)."""
+    """Passed to `lightning.Trainer` (see its documentation for the values), and biolm's fault options.
+
+    Attributes:
+        devices: devices per node ("auto": all there are); with more than one, Lightning starts one
+            process per device.
+        num_nodes: machines; each starts `devices` processes (torchrun, SLURM's srun, ...).
+        strategy: "auto", "ddp", "fsdp", or another Lightning strategy name. Data are sharded per rank
+            without duplicates; `data.batch_size` is per device and `data.windows_per_epoch` is for
+            all ranks together.
+        precision: "32-true", "bf16-mixed" (GPUs with bfloat16), "16-mixed", ...
+        accumulate_grad_batches: batches per optimizer step.
+        checkpoint_every_n_steps: how often `checkpoints/last.ckpt` is written (atomically).
+        on_nonfinite: a step with a NaN or infinite loss (or gradients) updates no weight and is logged;
+            "skip" goes on with the next batch, "halt" stops the run with an error.
+        max_nonfinite_skips: with "skip", stop after this many consecutive skipped steps.
+    """
 
     max_steps: int = 1000
     max_time: str | None = None  # "DD:HH:MM:SS"; stops early, still validates and exports
@@ -124,6 +142,26 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 100
+    on_nonfinite: str = "skip"
+    max_nonfinite_skips: int = 10
+
+    def __post_init__(self) -> None:
+        if self.on_nonfinite not in NONFINITE_MODES:
+            raise ConfigError(
+                f"trainer.on_nonfinite must be one of {', '.join(NONFINITE_MODES)}; got {self.on_nonfinite!r}"
+            )
+        if self.max_nonfinite_skips < 0:
+            raise ConfigError(f"trainer.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips}")
+        if self.num_nodes < 1:
+            raise ConfigError(f"trainer.num_nodes must be at least 1, got {self.num_nodes}")
+        if self.accumulate_grad_batches < 1:
+            raise ConfigError(
+                f"trainer.accumulate_grad_batches must be at least 1, got {self.accumulate_grad_batches}"
+            )
+        if self.checkpoint_every_n_steps < 1:
+            raise ConfigError(
+                f"trainer.checkpoint_every_n_steps must be at least 1, got {self.checkpoint_every_n_steps}"
+            )
 
 
 @dataclass

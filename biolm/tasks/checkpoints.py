@@ -1,0 +1,219 @@
+"""Checkpoints that survive a kill: atomic writes, never a non-finite one, and a checked choice of the
+checkpoint to resume from.
+
+Lightning's own `_atomic_save` serialises to memory and writes through an fsspec transaction, whose
+temporary file lies in the system temp directory: when that is another file system than the run
+directory, the final move is a copy that a kill can cut short, leaving a truncated `last.ckpt` and no
+good one. `AtomicCheckpointIO` writes a temporary file next to the target, syncs it to disk and renames
+it over the target, so a checkpoint is either the previous complete file or the new complete one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from biolm.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+TEMP_MARK = ".tmp-"  # temporary files are `.<name>.tmp-<pid>`
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in `state` (a state dict) holding NaN or inf."""
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`TorchCheckpointIO` that writes atomically on local paths and refuses non-finite weights.
+
+    A checkpoint whose weights hold NaN or inf is not written (an error is logged), so the previous
+    good checkpoint stays the newest one. Loading failures become one-line `InputError`s naming the file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        bad = nonfinite_tensors(checkpoint.get("state_dict", {}))
+        if bad:
+            log.error(
+                "not writing checkpoint %s: %d weight tensor(s) hold NaN or inf (first: %s); "
+                "the previous checkpoint is kept",
+                path,
+                len(bad),
+                bad[0],
+            )
+            return
+        if "://" in str(path):  # remote storage: Lightning's transaction is what there is
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
+        try:
+            with open(temp, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        _sync_directory(target.parent)
+
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
+        try:
+            return super().load_checkpoint(
+                path, map_location=map_location or (lambda storage, loc: storage), weights_only=weights_only
+            )
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+            if isinstance(err, FileNotFoundError):
+                raise InputError(f"{path}: checkpoint not found") from err
+            raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
+
+
+def _sync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk (POSIX; a no-op elsewhere).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class SafeOnExceptionCheckpoint(OnExceptionCheckpoint):
+    """`OnExceptionCheckpoint` that writes nothing before the first step, and resumes on the right step.
+
+    A checkpoint before the first step would hold freshly initialised weights: after a failed restore
+    of a resumed run, it would be newer than the run's real checkpoints and the next `--resume` would
+    start over.
+
+    Lightning restores its logging-step counter (`_batches_that_stepped`) as if every checkpoint had
+    been written at the end of a step, before the counter moved, and adds one. Written during a step
+    that failed, the counter had not moved for that step, so the one is taken off here: a resumed run
+    then logs the redone step at its own step, as an uninterrupted run does.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saving = False
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if trainer.global_step == 0:
+            return
+        self._saving = True
+        try:
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
+        finally:
+            self._saving = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if not self._saving:
+            return
+        loop = trainer.fit_loop.epoch_loop
+        progress = loop.batch_progress.current
+        within_step = progress.processed < progress.started
+        # Lightning adds its one only when the failed batch would have ended an accumulation window.
+        if within_step and not loop._should_accumulate():
+            state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+            state["_batches_that_stepped"] = max(0, state["_batches_that_stepped"] - 1)
+
+
+def check_checkpoint(path: Path, model_config: dict | None = None) -> int:
+    """Check that `path` is a complete, uncorrupted training checkpoint; return its global step.
+
+    Reads the whole file once (every member's CRC) but unpickles only the metadata (tensors are
+    memory-mapped, not read).
+
+    Args:
+        model_config: the run's model config; a checkpoint of another model shape is a `ConfigError`.
+
+    Raises:
+        InputError: a truncated, corrupt or foreign file, in one line naming it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise InputError(f"{path}: truncated or corrupt checkpoint (not a complete archive)") from err
+    except OSError as err:
+        raise InputError(f"{path}: cannot read checkpoint ({_first_line(err)})") from err
+    if broken is not None:
+        raise InputError(f"{path}: corrupt checkpoint (checksum mismatch in {broken})")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as err:  # any unpickling failure means the file is not ours or damaged
+        raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
+        raise InputError(f"{path}: not a biolm training checkpoint (no state_dict / global_step)")
+    if model_config is not None:
+        saved = (checkpoint.get("hyper_parameters") or {}).get("model_config") or {}
+        for key, value in model_config.items():
+            if key in saved and saved[key] != value:
+                raise ConfigError(
+                    f"{path} was trained with model.{key}={saved[key]!r}, the config says {value!r}; "
+                    "a resumed run keeps its model"
+                )
+    return int(checkpoint["global_step"])
+
+
+def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bool = True) -> Path:
+    """The newest good checkpoint of a run: `last*.ckpt` or `on_exception.ckpt`, else `best-*.ckpt`.
+
+    Newer checkpoints that are truncated or corrupt are skipped with a warning naming them; stale
+    temporary files of a killed write are removed (if `clean`: by one process of a distributed run).
+
+    Raises:
+        InputError: no checkpoint, or none that is good (one line naming the newest bad one).
+    """
+    directory = run_dir / "checkpoints"
+    for stale in directory.glob(f".*.ckpt{TEMP_MARK}*") if clean else ():
+        stale.unlink(missing_ok=True)
+    newest_first = sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    # Written at the end of a training step (or on an exception): Lightning resumes these exactly.
+    exact = [p for p in newest_first if p.name.startswith(("last", "on_exception"))]
+    # Written after a validation: a fallback only, as Lightning restarts them one step off.
+    fallback = [p for p in newest_first if p not in exact]
+    if not newest_first:
+        raise InputError(f"{run_dir}: no checkpoint to resume from (checkpoints/*.ckpt is missing)")
+    errors: list[InputError] = []
+    for path in exact + fallback:
+        try:
+            check_checkpoint(path, model_config)
+        except InputError as err:
+            errors.append(err)
+            continue
+        for err in errors:
+            log.warning("skipping %s", err)
+        if path in fallback:
+            log.warning(
+                "resuming from %s, written after a validation: the run goes on, but its steps may be "
+                "logged one off and its data order differ from an uninterrupted run",
+                path.name,
+            )
+        return path
+    more = f" (and {len(errors) - 1} older checkpoint(s) as bad)" if len(errors) > 1 else ""
+    raise InputError(f"no good checkpoint to resume from: {errors[0]}{more}")
