@@ -215,12 +215,13 @@ def sets_section(summaries: dict[str, dict]) -> str:
 def _reference(
     path: str | os.PathLike | None, column: str | None, limit: int | None, seed: int
 ) -> list[str] | None:
-    """Canonical valid SMILES of a reference file, a seeded sample of `limit` when longer."""
+    """Canonical valid SMILES of a reference file or directory of files, distinct, in file order; a
+    seeded sample of `limit` when longer."""
     if path is None:
         return None
-    from biolm.data.chem import read_molecules
+    from biolm.data.chem import read_molecule_sets
 
-    smiles = read_molecules(path, column).smiles
+    smiles = list(dict.fromkeys(s for m in read_molecule_sets(path, column) for s in m.smiles))
     if limit is not None and len(smiles) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(smiles), limit, replace=False))
         smiles = [smiles[i] for i in keep]
@@ -259,8 +260,10 @@ def run_molecule_generation(
             generation; may be empty (unconditional only).
         out_dir: report directory (report.md, PNGs, metrics.json, samples), replaced as a whole.
         num_unconditional: samples from `<bos>`.
-        train: training molecules, for the novelty of unconditional samples (read whole).
-        test: reference molecules for FCD/SNN/Frag/Scaf (a seeded sample of `max_reference`).
+        train: training molecules (a file or a directory of files), for the novelty of the
+            unconditional samples (read whole).
+        test: reference molecules (file or directory) for FCD/SNN/Frag/Scaf (a seeded sample of
+            `max_reference`).
         column: the SMILES column of CSV/TSV files (auto-detected if None).
         held_out: molecules held out per set (at most half of it).
         num_samples: conditioned samples per set; sample_context: most molecules in a prompt;

@@ -1,0 +1,191 @@
+"""Issue 6's real-data generation runs: train in-context models on CPU, then `biolm eval generation`.
+
+    python benchmarks/generation_real.py prepare-protein --work runs/gen   # training families
+    biolm train protein --config benchmarks/configs/protein_incontext.yaml data.path=runs/gen/protein_train
+    python benchmarks/generation_real.py eval-protein --model runs/.../model --work runs/gen
+
+    python benchmarks/generation_real.py prepare-chem --work runs/gen       # 20 training / 4 held-out sets
+    biolm train chem --config benchmarks/configs/chem_incontext.yaml data.path=runs/gen/chem_train
+    python benchmarks/generation_real.py eval-chem --model runs/.../model --work runs/gen
+
+    biolm train chem --config benchmarks/configs/chem_moses.yaml          # unconditional, MOSES train
+    python benchmarks/generation_real.py eval-moses --model runs/.../model --work runs/gen
+
+Proteins: the model is trained on the full Pfam alignments of three families and the TEM-1
+(BLAT_ECOLX) homologs, and evaluated on the 12 Pfam seed families. Every sequence of a seed alignment
+is left out of the training files (exactly, and, for the beta-lactamases, any training protein that
+contains a seed domain), so each scored or context member is unseen in training; 9 of the 12 families
+are unseen altogether.
+
+Molecules: MoleculeACE's 24 target sets, 20 for training (chosen by a fixed seed) and 4 held out; the
+held-out sets' molecules are the context and the references of set-conditioned generation.
+
+This is a script, not a test: the runs take hours on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROTEIN = DATA / "protein"
+MOLECULEACE = DATA / "chem" / "moleculeace"
+MOSES = DATA / "chem" / "moses"
+N_HELD_OUT_SETS = 4
+
+
+def _fasta(path: Path):
+    """(name, cleaned sequence) of every record of a (gzipped) FASTA or A3M file."""
+    from biolm.data.protein_io import read_protein_file
+
+    for family in read_protein_file(path):
+        for record in family.records:
+            yield record.name, record.sequence
+
+
+def prepare_protein(work: Path) -> Path:
+    """Write the training families without any seed-alignment sequence; returns the directory.
+
+    Left out of a training family: any sequence equal to a seed member of any family, and any that
+    contains, or is contained in, a seed member of the same family (the full alignment may cut a seed
+    domain a few residues differently; the TEM-1 homologs are full-length beta-lactamases, PF13354).
+    """
+    seeds = {
+        path.name.split("_")[0]: [seq for _, seq in _fasta(path)]
+        for path in sorted((PROTEIN / "pfam_seed").glob("*_seed.fasta"))
+    }
+    every_seed = {seq for members in seeds.values() for seq in members}
+    out = work / "protein_train"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    sources = {path: path.name.split(".")[0] for path in sorted((PROTEIN / "pfam_full").glob("*.fasta.gz"))}
+    sources[PROTEIN / "blat" / "BLAT_ECOLX_ColabFold_2202.a3m.gz"] = "PF13354"
+    for source, family in sources.items():
+        same_family = seeds.get(family, [])
+        kept, overlapping, duplicates, seen = 0, 0, 0, set()
+        target = out / (source.name.split(".")[0] + ".fasta.gz")
+        with gzip.open(target, "wt") as handle:
+            for name, seq in _fasta(source):
+                if seq in every_seed or any(s in seq or seq in s for s in same_family):
+                    overlapping += 1
+                elif seq in seen:
+                    duplicates += 1
+                else:
+                    seen.add(seq)
+                    handle.write(f">{name.split()[0]}\n{seq}\n")
+                    kept += 1
+        print(
+            f"{target.name}: {kept:,} proteins kept; left out {overlapping:,} overlapping a seed member, "
+            f"{duplicates:,} duplicates"
+        )
+    return out
+
+
+def prepare_chem(work: Path) -> tuple[Path, Path]:
+    """Link 20 MoleculeACE sets into `chem_train/` and the other 4 (a fixed-seed choice) into
+    `chem_eval/`; returns both directories."""
+    sets = sorted(MOLECULEACE.glob("CHEMBL*.csv"))
+    held = set(np.random.default_rng(0).choice(len(sets), N_HELD_OUT_SETS, replace=False).tolist())
+    train, evaluation = work / "chem_train", work / "chem_eval"
+    for folder in (train, evaluation):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    for i, path in enumerate(sets):
+        (evaluation if i in held else train).joinpath(path.name).symlink_to(path)
+    print(
+        f"{len(sets) - len(held)} training sets in {train}; held out in {evaluation}: "
+        + ", ".join(sorted(p.name for p in evaluation.iterdir()))
+    )
+    return train, evaluation
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    return {"temperature": args.temperature, "top_k": None, "top_p": args.top_p, "min_p": args.min_p}
+
+
+def eval_protein(args: argparse.Namespace) -> None:
+    from biolm.evaluation.protein_generation import run_protein_generation
+
+    result = run_protein_generation(
+        args.model,
+        [PROTEIN / "pfam_seed"],
+        args.out or args.work / "reports" / "protein",
+        hmm_dir=PROTEIN / "pfam_hmm",
+        num_samples=args.num_samples or 20,
+        sampling=_sampling(args),
+    )
+    print(result["targets"])
+
+
+def eval_chem(args: argparse.Namespace) -> None:
+    from biolm.evaluation.molecule_generation import run_molecule_generation
+
+    result = run_molecule_generation(
+        args.model,
+        [args.work / "chem_eval"],
+        args.out or args.work / "reports" / "chem",
+        num_unconditional=1000,
+        train=args.work / "chem_train",
+        num_samples=args.num_samples or 200,
+        sampling=_sampling(args),
+    )
+    for name, summary in result["sets"].items():
+        print(name, {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)})
+
+
+def eval_moses(args: argparse.Namespace) -> None:
+    from biolm.evaluation.molecule_generation import run_molecule_generation
+
+    result = run_molecule_generation(
+        args.model,
+        [],
+        args.out or args.work / "reports" / "moses",
+        num_unconditional=args.num_samples or 10000,
+        train=MOSES / "train.csv.gz",
+        test=MOSES / "test.csv.gz",
+        max_reference=10000,
+        sampling=_sampling(args),
+    )
+    print({k: round(v, 4) for k, v in result["moses"].items()})
+
+
+STAGES = {
+    "prepare-protein": lambda args: prepare_protein(args.work),
+    "prepare-chem": lambda args: prepare_chem(args.work),
+    "eval-protein": eval_protein,
+    "eval-chem": eval_chem,
+    "eval-moses": eval_moses,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("--work", type=Path, default=Path("runs/gen"), help="working directory")
+    parser.add_argument("--model", type=Path, help="model directory (eval stages)")
+    parser.add_argument("--out", type=Path, help="report directory (default: WORK/reports/<domain>)")
+    parser.add_argument("--num-samples", type=int, help="samples per family / set (or unconditional, MOSES)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--min-p", type=float)
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"{DATA} is missing: these runs need the shared real data", file=sys.stderr)
+        return 2
+    if args.stage.startswith("eval") and args.model is None:
+        parser.error("eval stages need --model")
+    STAGES[args.stage](args)
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
