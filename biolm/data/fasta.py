@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import zlib
 from pathlib import Path
@@ -168,10 +169,22 @@ def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
     return fasta
 
 
-def _duplicate(message: str) -> str | None:
-    if message.startswith("Duplicate key"):
-        return message.removeprefix("Duplicate key").strip().strip('"')
-    return None
+def _explain(path: Path, message: str) -> str:
+    """pyfaidx's messages for the two common faults, in biolm's words (file, record, line, fix)."""
+    duplicate = re.match(r'Duplicate key "(.*)"', message)
+    if duplicate:
+        return (
+            f"{path}: record {duplicate.group(1)!r} occurs more than once (record ids, the first word of "
+            "each header, must be unique)"
+        )
+    uneven = re.search(r"Inconsistent line found in >(\S*) at line (\d+)", message)
+    if uneven:
+        return (
+            f"{path}: record {uneven.group(1)!r}: line {uneven.group(2)} differs in length from the lines "
+            "before it (or is blank); random access needs every line of a record but its last to have "
+            "one length: rewrap the file, e.g. `seqkit seq -w 80 in.fa > out.fa`"
+        )
+    return f"{path}: cannot index FASTA: {message}"
 
 
 def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaidx.Fasta:
@@ -212,13 +225,7 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
         EOFError,
     ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        duplicate = _duplicate(message)
-        if duplicate is not None:
-            raise InputError(
-                f"{path}: record {duplicate!r} occurs more than once (record ids, the first word of each "
-                "header, must be unique)"
-            ) from None
-        raise InputError(f"{path}: cannot index FASTA: {message}") from None
+        raise InputError(_explain(path, message)) from None
     if not fasta.keys():
         raise InputError(f"{path}: no FASTA records")
     return fasta

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from biolm.data.fasta import BUILTIN_GENOME, open_fasta
 from biolm.data.markov import MarkovModel
-from biolm.errors import InputError
+from biolm.data.packing import check_seq_len
+from biolm.errors import ConfigError, InputError
 from biolm.tokenizers import DNATokenizer, TokenizationError
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class TrainWindows(Dataset):
     def __init__(
         self, source: GenomeSource, seq_len: int, num_windows: int, seed: int, rc_augment: bool = False
     ) -> None:
+        check_seq_len(seq_len)
         self.source, self.seq_len, self.num_windows, self.seed = source, seq_len, num_windows, seed
         self.rc_augment = rc_augment
         self.epoch = 0
@@ -249,6 +251,9 @@ class ValWindows(Dataset):
     large genome costs no memory per window."""
 
     def __init__(self, source: GenomeSource, seq_len: int, max_windows: int | None = None) -> None:
+        check_seq_len(seq_len)
+        if max_windows is not None and max_windows < 1:
+            raise ConfigError(f"data.max_val_windows must be at least 1 (or null), got {max_windows}")
         self.source, self.seq_len = source, seq_len
         windows = TiledWindows(source.val_regions, seq_len)
         if max_windows is not None and windows.total > max_windows:

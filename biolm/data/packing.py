@@ -12,9 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from biolm.errors import ConfigError
 from biolm.tokenizers.base import BOS_ID, EOS_ID, PAD_ID, SEP_ID
 
 IGNORE_INDEX = -100
+
+
+def check_seq_len(seq_len: int, least: int = 2) -> None:
+    """data.seq_len must hold `<bos>` and at least one base (or residue)."""
+    if seq_len < least:
+        raise ConfigError(f"data.seq_len must be at least {least}, got {seq_len}")
 
 
 def sample_spans(length: int, max_spans: int, rng: np.random.Generator) -> list[tuple[int, int]]:

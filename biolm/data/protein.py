@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from biolm.data.cache import RaggedStore, RaggedView, StoreWriter, cached_store
 from biolm.data.fasta import BUILTIN_DIR
-from biolm.data.packing import fim_format, next_token_example, pack_members, sample_spans
+from biolm.data.packing import check_seq_len, fim_format, next_token_example, pack_members, sample_spans
 from biolm.data.protein_io import family_files, iter_corpus
 from biolm.errors import InputError
 from biolm.tokenizers import ProteinTokenizer, TokenizationError
@@ -165,6 +165,7 @@ class SequenceExamples(Dataset):
         seed: int,
         fim: FimOptions | None = None,
     ) -> None:
+        check_seq_len(seq_len)
         self.sequences, self.seq_len, self.seed, self.fim = sequences, seq_len, seed, fim
         self.train = num_examples is not None
         self.num_examples = num_examples if self.train else len(sequences)
@@ -228,6 +229,7 @@ class FamilyPacks(Dataset):
         train: bool = True,
         context: list[list[np.ndarray]] | None = None,
     ) -> None:
+        check_seq_len(seq_len, least=3)  # <bos>, a residue, <eos>
         context = context if context is not None else [[] for _ in families]
         pairs = [(f, c) for f, c in zip(families, context, strict=True) if f]
         if not pairs:

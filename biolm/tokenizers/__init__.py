@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from biolm.errors import InputError
 from biolm.tokenizers.base import (
     BOS_ID,
     EOS_ID,
@@ -100,14 +101,24 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """Loads a tokenizer written by ``Tokenizer.save``.
 
     Raises:
-        TokenizerFormatError: If the file is not valid JSON or not a supported tokenizer file; the
+        TokenizerFormatError: If the file is not UTF-8 JSON or not a supported tokenizer file; the
             message names the file.
-        OSError: If the file cannot be read.
+        InputError: If the file cannot be read (missing, a directory, no permission).
     """
     source = os.fspath(path)
-    with open(path, encoding="utf-8") as fh:
-        try:
-            d = json.load(fh)
-        except json.JSONDecodeError as e:
-            raise TokenizerFormatError(f"{source}: not valid JSON ({e})") from e
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise InputError(f"{source}: cannot read the tokenizer ({e.strerror or e})") from None
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise TokenizerFormatError(
+            f"{source}: not a UTF-8 text file ({e.reason} at byte {e.start})"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise TokenizerFormatError(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise TokenizerFormatError(f"{source}: JSON nested too deeply") from None
     return tokenizer_from_dict(d, source=source)
