@@ -130,6 +130,8 @@ def _read_fasta(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if line.startswith(">"):
+                if not line[1:].split():
+                    raise InputError(f"{path}: line {number}: a FASTA header without a record id")
                 name, *fields = line[1:].split()
                 pairs = dict(f.split("=", 1) for f in fields if "=" in f)
                 keys += [k for k in pairs if k not in keys]
