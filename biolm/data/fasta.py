@@ -7,7 +7,7 @@ open and reused afterwards; biolm adds:
   a file replaced by an older copy, or an index cut short by a killed build, would be read wrong);
   an index that does not match is rebuilt, with a log line;
 - an index in the cache directory (`biolm.data.cache.cache_root()`) when the FASTA's own directory
-  is not writable;
+  is not writable (or an index there cannot be rewritten);
 - plain gzip (which cannot be read by random access) converted once, with a log line, into a BGZF
   copy in the cache directory, reused while the source is unchanged.
 """
@@ -111,11 +111,8 @@ def bgzf_copy(path: Path) -> Path:
     return target
 
 
-def _index_location(path: Path) -> tuple[str | None, str | None]:
-    """(.fai, .gzi) names for pyfaidx: None (beside the file) when its directory is writable or an index
-    is already there, else files in the cache directory."""
-    if os.access(path.parent, os.W_OK) or Path(f"{path}.fai").exists():
-        return None, None
+def _cache_index(path: Path) -> tuple[str, str]:
+    """(.fai, .gzi) names in the cache directory, for a FASTA whose own directory is not writable."""
     directory = cache_root() / "index"
     directory.mkdir(parents=True, exist_ok=True)
     base = directory / f"{path.name}.{_key(path)}"
@@ -148,8 +145,8 @@ def _index_matches(fasta: pyfaidx.Fasta, path: Path) -> bool:
         return not handle.read().strip()
 
 
-def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
-    fai, gzi = _index_location(path) if rebuild else (None, None)
+def _open_checked(path: Path, rebuild: bool, fai: str | None, gzi: str | None) -> pyfaidx.Fasta:
+    """pyfaidx with its index at `fai`/`gzi` (None: beside the file), rebuilt if it does not match."""
     options = {
         "as_raw": True,
         "sequence_always_upper": True,
@@ -167,6 +164,24 @@ def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
         Path(gzi or f"{path}.gzi").unlink(missing_ok=True)
         fasta = pyfaidx.Fasta(str(path), **options)
     return fasta
+
+
+def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
+    if not rebuild:
+        return _open_checked(path, False, None, None)
+    if os.access(path.parent, os.W_OK) or Path(f"{path}.fai").exists():
+        try:
+            return _open_checked(path, True, None, None)
+        except OSError as err:  # e.g. an index beside the file that cannot be rewritten
+            log.info("%s: cannot write its index beside it (%s); using the cache directory", path, err)
+    try:
+        fai, gzi = _cache_index(path)
+    except OSError as err:
+        raise InputError(
+            f"{path}: cannot write an index, neither beside the file nor in {cache_root()} ({err}); "
+            "set BIOLM_CACHE_DIR"
+        ) from None
+    return _open_checked(path, True, fai, gzi)
 
 
 def _explain(path: Path, message: str) -> str:

@@ -251,3 +251,25 @@ def test_truncated_plain_gzip_genome_is_a_one_line_error_and_leaves_no_copy(tmp_
         open_fasta(path)
     assert "\n" not in str(info.value)
     assert list((tmp_path / "cache" / "genomes").iterdir()) == []
+
+
+def test_a_stale_index_that_cannot_be_rewritten_is_replaced_by_one_in_the_cache(tmp_path, monkeypatch):
+    import pyfaidx
+
+    monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "g.fa"
+    write_genome(path, {"a": "ACGT" * 100})
+    open_fasta(path)
+    write_genome(path, {"a": "TTTT" * 10, "b": "GGCC"})  # newer than its index: pyfaidx rebuilds it
+    beside = str(tmp_path / "g.fa.fai")
+    original = pyfaidx.Faidx.build_index
+
+    def read_only(self):
+        if self.indexname == beside:
+            raise OSError(f"{beside} may not be writable.")
+        return original(self)
+
+    monkeypatch.setattr(pyfaidx.Faidx, "build_index", read_only)
+    fasta = open_fasta(path)
+    assert list(fasta.keys()) == ["a", "b"] and fasta["b"][0:4] == "GGCC"
+    assert len(list((tmp_path / "cache" / "index").glob("g.fa.*.fai"))) == 1
