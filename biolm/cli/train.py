@@ -20,8 +20,13 @@ Any config key can be overridden as key=value, e.g.
   biolm train dna --config my.yaml name=exp1
   biolm train protein data.path=families/ data.packing=sets data.loss_after_members=1
   biolm train protein task.objective=fim task.fim_max_spans=3
-Continue a stopped run (extra overrides apply on top of its saved config):
+Continue a stopped or killed run from its newest good checkpoint, exactly where it stopped (extra
+overrides apply on top of its saved config):
   biolm train dna --resume runs/dna
+Several GPUs or machines (data-parallel through Lightning; see the README for torchrun and SLURM):
+  biolm train dna trainer.devices=4 trainer.strategy=ddp
+A step with a NaN/inf loss changes no weight and is logged; trainer.on_nonfinite=skip|halt decides
+what follows (trainer.max_nonfinite_skips caps consecutive skips).
 """
 
 
@@ -36,7 +41,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     parser.add_argument("--config", type=Path, help="a YAML config instead of the packaged default")
     parser.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint"
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue this run from its newest good checkpoint (last.ckpt or on_exception.ckpt)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.set_defaults(run=run)

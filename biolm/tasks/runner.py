@@ -10,11 +10,17 @@ Layout of a run directory `<run_root>/<name>/`:
     checkpoints/    last.ckpt (every N steps), best-*.ckpt (lowest val_loss), on_exception.ckpt
     model/          the exported model (`biolm.load` reads it)
     summary.json    the final numbers printed at the end
+
+With several processes (`trainer.devices`, `trainer.num_nodes`), global rank 0 alone creates and
+writes the run directory; checkpoints hold the data position and random states, so a resumed run
+continues exactly where the killed one stopped (see `biolm.tasks.checkpoints`,
+`biolm.data.datamodule.ResumableData`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -25,16 +31,22 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from biolm.configs import to_train_config
 from biolm.configs.schema import TrainConfig
-from biolm.errors import ConfigError, InputError
+from biolm.data.datamodule import ResumableData
+from biolm.errors import ConfigError
 from biolm.models.io import save
-from biolm.tasks.callbacks import SetEpoch, Throughput
+from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
+from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
+from biolm.tasks.faults import NonFiniteGuard, RunStopped
 
 log = logging.getLogger(__name__)
 
@@ -57,38 +69,47 @@ class RunSummary:
     objective: str = "clm"
 
 
-def new_run_dir(run_root: str, name: str) -> Path:
+def new_run_dir(run_root: str, name: str, create: bool = True) -> Path:
     """`<run_root>/<name>`, or `<name>-2`, `<name>-3`, ... if taken: a run never overwrites another."""
     root = Path(run_root)
     candidate, n = root / name, 1
     while candidate.exists():
         n += 1
         candidate = root / f"{name}-{n}"
-    candidate.mkdir(parents=True)
+    if create:
+        candidate.mkdir(parents=True)
     return candidate
 
 
-def resume_checkpoint(run_dir: Path) -> Path:
-    """The newest checkpoint of a run (periodic or written on an exception)."""
-    found = [
-        p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name.startswith(("last", "on_exception"))
-    ]
-    if not found:
-        raise InputError(f"{run_dir}: no checkpoint to resume from (checkpoints/last.ckpt is missing)")
-    return max(found, key=lambda p: p.stat().st_mtime)
-
-
 def merge_metrics(run_dir: Path) -> Path:
-    """Write `metrics.csv` from the CSV logs of every session of the run, in step order."""
-    rows, keys = [], []
+    """Write `metrics.csv` from the CSV logs of every session of the run, in step order.
+
+    A session that resumed a killed one supersedes, metric by metric, that one's values from the first
+    step it logged the metric at (the killed session may have logged steps past its last checkpoint,
+    which the resumed one redid); a last line cut short by the kill is dropped.
+    """
+    rows: list[dict] = []
+    keys: list[str] = []
     for path in sorted(
         (run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])
     ):
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            keys += [k for k in reader.fieldnames or [] if k not in keys]
-            rows += list(reader)
-    rows.sort(key=lambda r: int(r.get("step") or 0))
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        reader = csv.DictReader(text.splitlines())
+        keys += [k for k in reader.fieldnames or [] if k not in keys]
+        session = [r for r in reader if (r.get("step") or "").isdigit()]
+        first: dict[str, int] = {}
+        for row in session:
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value not in (None, ""):
+                    first[key] = min(first.get(key, int(row["step"])), int(row["step"]))
+        for row in rows:
+            for key, step in first.items():
+                if row.get(key) and int(row["step"]) >= step:
+                    row[key] = ""
+        rows = [r for r in rows if any(v for k, v in r.items() if k not in ("epoch", "step"))] + session
+    rows.sort(key=lambda r: int(r["step"]))
     out = run_dir / "metrics.csv"
     with open(out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
@@ -105,6 +126,10 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*\(ckpt_path=None\)` was called without a model.*")
     warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    # ResumableData is resumable through the DataModule's state_dict, which this check does not know.
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+    # val_loss is reduced over ranks by the task itself (summed NLL / summed targets) before logging.
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
@@ -175,36 +200,55 @@ def train(
     data = build_data(domain, cfg)
     cfg.model.vocab_size = data.tokenizer.vocab_size
     config.model.vocab_size = data.tokenizer.vocab_size
-    if data.description:
+    zero = is_rank_zero()
+    if data.description and zero:
         print(data.description)
 
+    # Only global rank 0 creates and writes the run directory; the other ranks (started by Lightning,
+    # torchrun or srun) never write into it, and the checkpoint callbacks take rank 0's directory.
     if resume_dir is None:
-        run_dir = new_run_dir(cfg.run_root, cfg.name)
-        OmegaConf.save(config, run_dir / "config.yaml")
+        run_dir = new_run_dir(cfg.run_root, cfg.name, create=False)
         ckpt_path = None
     else:
-        run_dir, ckpt_path = resume_dir, resume_checkpoint(resume_dir)
-        OmegaConf.save(config, run_dir / "config.yaml")
-        print(f"resuming from {ckpt_path}")
-    print(f"run directory: {run_dir}")
+        run_dir = resume_dir
+        ckpt_path = resume_checkpoint(resume_dir, dataclasses.asdict(cfg.model), clean=zero)
 
     _quiet_lightning()
+    throughput = Throughput()
+    guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_skips)
+    # Built before the run directory exists: a trainer option Lightning refuses leaves nothing behind.
+    trainer = _trainer(cfg, run_dir, [throughput, DataPosition(), RNGStates(), guard], progress)
+    if zero:
+        run_dir.mkdir(parents=True, exist_ok=resume_dir is not None)
+        OmegaConf.save(config, run_dir / "config.yaml")
+        if ckpt_path is not None:
+            print(f"resuming from {ckpt_path}")
+        print(f"run directory: {run_dir}")
+
     L.seed_everything(cfg.seed, verbose=False)
     task = build_task(cfg, data.masking)
-    throughput = Throughput()
-    trainer = _trainer(cfg, run_dir, [throughput, SetEpoch()], progress)
-    trainer.fit(task, datamodule=data.datamodule, ckpt_path=ckpt_path)
+    datamodule = ResumableData(data.datamodule, cfg.seed)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as err:
+        # Lightning has written checkpoints/on_exception.ckpt; its own exit would report success.
+        raise RunStopped(
+            f"stopped by SIGTERM at step {trainer.global_step}; continue with "
+            f"`biolm train {domain} --resume {run_dir}`"
+        ) from err
 
     # One more pass over the validation set with the final weights: these are the weights exported.
-    val_loss = float(trainer.validate(task, datamodule=data.datamodule, verbose=False)[0]["val_loss"])
+    val_loss = float(trainer.validate(task, datamodule=datamodule, verbose=False)[0]["val_loss"])
     targets = getattr(task, "val_targets", 0) or count_targets(data.datamodule)
     markov: dict[str, Any] = {"markov_order": None, "markov_ppl": None}
     # The Markov model predicts the next base: comparable with a causal LM only, not with masked tokens.
     if data.baseline is not None and cfg.task.objective == "clm":
         order, nll, targets = data.baseline()
         markov = {"markov_order": order, "markov_ppl": math.exp(nll / max(targets, 1))}
-    model_dir = save(task.model, data.tokenizer, run_dir / "model")
-    merge_metrics(run_dir)
+    model_dir = run_dir / "model"
+    if trainer.is_global_zero:
+        save(task.model, data.tokenizer, model_dir)
+        merge_metrics(run_dir)
     summary = RunSummary(
         run_dir=str(run_dir),
         model_dir=str(model_dir),
@@ -218,8 +262,9 @@ def train(
         domain=domain,
         objective=cfg.task.objective,
     )
-    with open(run_dir / "summary.json", "w") as handle:
-        json.dump(summary.__dict__, handle, indent=2)
+    if trainer.is_global_zero:
+        with open(run_dir / "summary.json", "w") as handle:
+            json.dump(summary.__dict__, handle, indent=2)
     return summary
 
 
@@ -238,30 +283,43 @@ def _trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, progress: bool) -
             save_top_k=0,
             every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
         ),
-        OnExceptionCheckpoint(dirpath=ckpt_dir),
+        SafeOnExceptionCheckpoint(dirpath=ckpt_dir),
         *callbacks,
     ]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     t = cfg.trainer
-    return L.Trainer(
-        max_steps=t.max_steps,
-        max_epochs=-1,
-        max_time=t.max_time,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=cfg.optim.grad_clip or None,
-        log_every_n_steps=t.log_every_n_steps,
-        logger=CSVLogger(save_dir=run_dir, name="logs"),
-        callbacks=callbacks,
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        default_root_dir=run_dir,
-    )
+    plugins: list = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        # Lightning's requeue-on-signal writes hpc_ckpt_*.ckpt files elsewhere; a job that requeues
+        # itself runs `biolm train --resume` instead, which reads last.ckpt / on_exception.ckpt.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    try:
+        return L.Trainer(
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            max_time=t.max_time,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=cfg.optim.grad_clip or None,
+            log_every_n_steps=t.log_every_n_steps,
+            # Every logged row reaches the disk at once: a killed run keeps its loss curve.
+            logger=CSVLogger(save_dir=run_dir, name="logs", flush_logs_every_n_steps=1),
+            callbacks=callbacks,
+            plugins=plugins,
+            # ResumableData shards every loader itself, without the duplicates DistributedSampler pads.
+            use_distributed_sampler=False,
+            enable_progress_bar=progress,
+            enable_model_summary=progress,
+            default_root_dir=run_dir,
+        )
+    except (MisconfigurationException, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"trainer: {first}") from err
 
 
 def format_summary(s: RunSummary) -> str:
@@ -291,4 +349,12 @@ def format_summary(s: RunSummary) -> str:
 
 
 def is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+    """Whether this process is global rank 0 as its launcher set it, before any process group exists.
+
+    torchrun sets RANK; srun SLURM_PROCID; Lightning's own launcher LOCAL_RANK in the processes it
+    starts, and NODE_RANK on every node but the first of a multi-node run.
+    """
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    keys = ("SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
+    return all(int(os.environ.get(key, "0")) == 0 for key in keys)
