@@ -137,6 +137,7 @@ def test_resume_with_another_model_shape_is_a_config_error(genome, tmp_path, cap
     [
         ("trainer.strategy=dpp", "trainer: You selected an invalid strategy name: `strategy='dpp'`"),
         ("trainer.precision=bf17", "trainer: Precision 'bf17' is invalid"),
+        ("trainer.strategy=fsdp", "trainer: The strategy `fsdp` requires a GPU accelerator"),
         ("trainer.on_nonfinite=ignore", "trainer.on_nonfinite must be one of skip, halt; got 'ignore'"),
         ("trainer.max_nonfinite_skips=-1", "trainer.max_nonfinite_skips must be >= 0"),
         ("trainer.num_nodes=0", "trainer.num_nodes must be at least 1"),
