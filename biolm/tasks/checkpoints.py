@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,13 @@ def check_checkpoint(path: Path, model_config: dict | None = None) -> int:
     if broken is not None:
         raise InputError(f"{path}: corrupt checkpoint (checksum mismatch in {broken})")
     try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as err:  # any unpickling failure means the file is not ours or damaged
+        try:
+            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except pickle.UnpicklingError:
+            # A type the restricted unpickler does not know (a newer Lightning's metadata, say); the
+            # archive is intact, and Lightning will unpickle it in full anyway.
+            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:  # any other unpickling failure: the file is not a checkpoint of ours
         raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
         raise InputError(f"{path}: not a biolm training checkpoint (no state_dict / global_step)")
