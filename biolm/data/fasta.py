@@ -241,6 +241,12 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
     ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(_explain(path, message)) from None
+    except RuntimeError as err:  # pyfaidx's "unhandled exception during fasta indexing" (blank lines, NULs)
+        entry = re.search(r"at entry (.*?)Please report", str(err))
+        record = f"record {entry.group(1)!r}" if entry and entry.group(1) else "a record"
+        raise InputError(
+            f"{path}: cannot index FASTA: blank or malformed lines in {record} (pyfaidx cannot index it)"
+        ) from None
     if not fasta.keys():
         raise InputError(f"{path}: no FASTA records")
     return fasta

@@ -111,6 +111,14 @@ def test_uneven_genome_lines_name_the_record_and_line(tmp_path):
     one_line(info, "g.fa", "record 'a': line 3", "rewrap")
 
 
+def test_blank_lines_pyfaidx_cannot_index_are_one_line_errors(tmp_path):
+    # Found by the fuzz test: pyfaidx raised RuntimeError("Unhandled exception during fasta indexing").
+    (tmp_path / "g.fa").write_bytes(b">\x00\n\n\x00")
+    with pytest.raises(InputError) as info:
+        GenomeSource(tmp_path / "g.fa", DNATokenizer(), 0.5)
+    one_line(info, "g.fa", "cannot index FASTA", "record '\\x00'")
+
+
 def bgzip(path, data: bytes):
     with bgzf.BgzfWriter(str(path), "wb") as handle:
         handle.write(data)
