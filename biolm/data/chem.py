@@ -19,6 +19,7 @@ import gzip
 import io
 import os
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,7 @@ def iter_smiles_records(
                     continue
                 first = False
                 yield number, smiles
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
 
 

@@ -53,7 +53,7 @@ def _first_byte(path: Path, compressed: bool) -> bytes:
                 stripped = chunk.lstrip()
                 if stripped:
                     return stripped[:1]
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return b""
 
@@ -104,8 +104,12 @@ def bgzf_copy(path: Path) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the copy is as readable as a normal file
         os.replace(tmp, target)
         stamp_file.write_text(json.dumps(stamp))
-    except (OSError, EOFError, zlib.error) as err:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise InputError(f"{path}: cannot read the gzip file, truncated or corrupt? ({err})") from None
+    except OSError as err:  # e.g. the disk is full
+        raise InputError(
+            f"{path}: cannot write its BGZF copy to {directory} ({err}); set BIOLM_CACHE_DIR"
+        ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
@@ -238,6 +242,7 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
         ValueError,
         OSError,
         EOFError,
+        zlib.error,
     ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(_explain(path, message)) from None

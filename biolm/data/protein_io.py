@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ def _first_line(path: Path) -> str:
                 line = line.strip().strip("\x00")
                 if line and not (line.startswith("#") and not line.upper().startswith("# STOCKHOLM")):
                     return line
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return ""
 
@@ -136,7 +137,7 @@ def iter_raw_records(path: Path, fmt: str) -> Iterator[tuple[int, str, str]]:
     except ValueError as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: malformed {fmt} file: {message}") from None
-    except (OSError, EOFError) as err:  # e.g. a truncated or corrupt gzip file
+    except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated or corrupt gzip file
         raise InputError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from None
 
 

@@ -17,6 +17,7 @@ import gzip
 import io
 import os
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -213,7 +214,7 @@ def read_labelled(
         raise InputError(f"{path}: file not found")
     try:
         header, rows = _read_fasta(path) if _is_fasta(path) else _read_table(path)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     seq_i = _pick(header, sequence_column, SEQUENCE_COLUMNS, "sequence", "--sequence-column", path)
     lab_i = _pick(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)

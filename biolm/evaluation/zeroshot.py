@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def read_scan(path: str | os.PathLike) -> Scan:
                     f"{path}: missing column(s) {', '.join(missing)}; a scan needs {', '.join(DMS_COLUMNS)}"
                 )
             rows = [(reader.line_num, row) for row in reader]
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     if not rows:
         raise InputError(f"{path}: no variants after the header")

@@ -21,6 +21,7 @@ one-line `InputError` naming the file (and the record or line where there is one
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,8 @@ def _read_family_records(path: Path) -> list[tuple[str, str]]:
         for raw in _records(path, fmt):
             for name, text in raw:
                 records.append((name or f"#{len(records) + 1}", clean_sequence(text)))
-    except (OSError, EOFError) as err:  # e.g. a truncated gzip file, found only past its first line
+    # e.g. a truncated or corrupt gzip file, found only past its first line
+    except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return records
 

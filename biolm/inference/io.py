@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ def read_fasta_records(path: str | os.PathLike) -> list[tuple[str, str, str]]:
     try:
         with gzip.open(path, "rt") if compressed else open(path) as handle:
             records = [(r.id, r.description, str(r.seq)) for r in SeqIO.parse(handle, "fasta")]
-    except (ValueError, UnicodeDecodeError, OSError, EOFError) as err:
+    except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read FASTA ({err})") from None
     if not records:
         raise InputError(f"{path}: no FASTA records (empty file, or no line starts with '>')")

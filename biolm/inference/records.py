@@ -20,6 +20,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,6 @@ def _table(path: Path, kind: str, column: str | None, id_column: str | None) -> 
                         f"{path}: record {name!r} (line {line}): empty {header[seq_col]!r} value"
                     )
                 records.append(Record(name, name, seq))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return records

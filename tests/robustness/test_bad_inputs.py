@@ -146,32 +146,47 @@ def test_gzip_and_bgzip_everywhere(tmp_path, monkeypatch):
         assert read_molecules(tmp_path / name).smiles == ["CCO", "c1ccccc1"]
 
 
-def truncated_gzip(path, text: bytes):
+def damaged_gzip(path, text: bytes, how: str):
     whole = gzip.compress(text)
-    path.write_bytes(whole[: len(whole) // 2])
+    if how == "truncated":
+        path.write_bytes(whole[: len(whole) // 2])
+    else:  # the first deflate block made of reserved type 3: zlib.error, which is not an OSError
+        path.write_bytes(whole[:10] + b"\xff" + whole[11:])
     return path
 
 
-def test_truncated_gzip_is_a_one_line_error_in_every_reader(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["truncated", "corrupt"])
+def test_truncated_or_corrupt_gzip_is_a_one_line_error_in_every_reader(tmp_path, monkeypatch, how):
+    from biolm.evaluation.zeroshot import read_scan
+    from biolm.inference.context import family_prompt
+
     monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     dna = b"".join(b">r%d\n%s\n" % (i, "".join(rng.choice(list("ACGT"), 60)).encode()) for i in range(3000))
-    cut_fa = truncated_gzip(tmp_path / "cut.fa.gz", dna)
-    cut_smi = truncated_gzip(tmp_path / "cut.smi.gz", b"CCO\nc1ccccc1\nCCN\n" * 3000)
-    cut_csv = truncated_gzip(tmp_path / "cut.csv.gz", b"sequence,label\n" + b"ACGTACGT,1\nGGCC,0\n" * 3000)
+    bad_fa = damaged_gzip(tmp_path / "bad.fa.gz", dna, how)
+    bad_smi = damaged_gzip(tmp_path / "bad.smi.gz", b"CCO\nc1ccccc1\nCCN\n" * 3000, how)
+    bad_csv = damaged_gzip(tmp_path / "bad.csv.gz", b"sequence,label\n" + b"ACGTACGT,1\nGGCC,0\n" * 3000, how)
+    scan = b"mutant,mutated_sequence,DMS_score\n" + b"M1A,AKV,0.5\nK2A,MAV,0.1\n" * 3000
+    bad_scan = damaged_gzip(tmp_path / "bad_scan.csv.gz", scan, how)
     readers = [
-        (cut_fa, lambda p: GenomeSource(p, DNATokenizer(), 0.5)),
-        (cut_fa, lambda p: ProteinCorpus(p, ProteinTokenizer(unknown="replace"), 0.5, seed=0)),
-        (cut_fa, lambda p: read_records(p, "dna")),
-        (cut_smi, read_molecules),
-        (cut_smi, stored_molecule_sets),
-        (cut_smi, lambda p: read_records(p, "smiles")),
-        (cut_csv, read_labelled),
+        (bad_fa, lambda p: GenomeSource(p, DNATokenizer(), 0.5)),
+        (bad_fa, lambda p: ProteinCorpus(p, ProteinTokenizer(unknown="replace"), 0.5, seed=0)),
+        (bad_fa, lambda p: read_records(p, "dna")),
+        (bad_fa, lambda p: family_prompt(p, ProteinTokenizer(unknown="replace"))),
+        (bad_smi, read_molecules),
+        (bad_smi, stored_molecule_sets),
+        (bad_smi, lambda p: read_records(p, "smiles")),
+        (bad_csv, read_labelled),
+        (bad_scan, read_scan),
     ]
     for path, read in readers:
         with pytest.raises(InputError) as info:
             read(path)
         one_line(info, path.name)
+    if how == "truncated":
+        assert not (tmp_path / "cache" / "genomes").exists() or not any(
+            (tmp_path / "cache" / "genomes").iterdir()
+        )
 
 
 # --- alignments ---------------------------------------------------------------------------------------

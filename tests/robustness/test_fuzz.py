@@ -3,7 +3,8 @@ errors (`BiolmError`, which the CLI prints as one line), never anything else.
 
 The inputs are raw bytes, and "almost valid" files built from the pieces that readers look for
 (headers, sequence lines, Stockholm markers, CSV headers, line ends of every kind, NUL and non-UTF-8
-bytes), optionally gzipped or a truncated gzip. Example counts are kept small for the default suite.
+bytes), optionally gzipped, as a truncated gzip or as a gzip with damaged bytes. Example counts are
+kept small for the default suite.
 """
 
 from __future__ import annotations
@@ -91,13 +92,19 @@ def almost_valid(draw) -> bytes:
 @st.composite
 def file_bytes(draw) -> bytes:
     data = draw(st.one_of(st.binary(max_size=300), almost_valid()))
-    wrap = draw(st.sampled_from(["plain", "plain", "gzip", "truncated gzip"]))
-    if wrap == "gzip":
-        return gzip.compress(data)
+    wrap = draw(st.sampled_from(["plain", "plain", "gzip", "truncated gzip", "corrupt gzip"]))
+    if wrap == "plain":
+        return data
+    whole = gzip.compress(data)
     if wrap == "truncated gzip":
-        whole = gzip.compress(data)
         return whole[: draw(st.integers(0, max(0, len(whole) - 1)))]
-    return data
+    if wrap == "corrupt gzip":  # bytes changed past the 10-byte header: bad deflate data or CRC
+        body = bytearray(whole)
+        for _ in range(draw(st.integers(1, 4))):
+            at = draw(st.integers(10, len(body) - 1))
+            body[at] = draw(st.integers(0, 255))
+        return bytes(body)
+    return whole
 
 
 def only_our_errors(read: Callable[[Path], object], path: Path) -> None:
