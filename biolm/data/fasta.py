@@ -246,9 +246,13 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
     ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(_explain(path, message)) from None
-    except RuntimeError as err:  # pyfaidx's "unhandled exception during fasta indexing" (blank lines, NULs)
+    except RuntimeError as err:
+        # pyfaidx's "unhandled exception during fasta indexing" (blank lines, NULs), or Bio.bgzf's
+        # "decompressed to n, not m" (a damaged block)
         entry = re.search(r"at entry (.*?)Please report", str(err))
-        record = f"record {entry.group(1)!r}" if entry and entry.group(1) else "a record"
+        if entry is None:
+            raise InputError(f"{path}: cannot read, damaged file? ({str(err).strip()[:120]})") from None
+        record = f"record {entry.group(1)!r}" if entry.group(1) else "a record"
         raise InputError(
             f"{path}: cannot index FASTA: blank or malformed lines in {record} (pyfaidx cannot index it)"
         ) from None

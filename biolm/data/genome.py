@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,13 @@ class GenomeSource:
 
     def read(self, record: str, start: int, end: int) -> np.ndarray:
         """Token ids of bases [start, end) of `record`; errors name the file, record and position."""
-        bases = self.fasta[record][start:end]
+        try:
+            bases = self.fasta[record][start:end]
+        except (OSError, EOFError, zlib.error, ValueError, RuntimeError) as err:  # Bio.bgzf: RuntimeError
+            raise InputError(
+                f"{self.path}: record {record!r}: cannot read bases {start}-{end}, damaged file? "
+                f"({type(err).__name__}: {str(err).strip()[:120]})"
+            ) from None
         try:
             return self.tokenizer.encode(bases, record=record)
         except TokenizationError as err:

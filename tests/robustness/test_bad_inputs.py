@@ -189,6 +189,30 @@ def test_truncated_or_corrupt_gzip_is_a_one_line_error_in_every_reader(tmp_path,
         )
 
 
+def test_a_damaged_bgzf_block_is_found_by_the_scan_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    path = bgzip(
+        tmp_path / "g.fa.gz",
+        b">a\n" + b"".join(b"%s\n" % "".join(rng.choice(list("ACGT"), 60)).encode() for _ in range(5000)),
+    )
+    GenomeSource(path, DNATokenizer(), 0.5)  # builds the .fai and .gzi
+    saved = {name: (tmp_path / name).read_bytes() for name in ("g.fa.gz.fai", "g.fa.gz.gzi")}
+    damaged = bytearray(path.read_bytes())
+    for at in range(len(damaged) // 2, len(damaged) // 2 + 20):
+        damaged[at] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(InputError) as info:  # newer than its index: rebuilding it meets the damage
+        GenomeSource(path, DNATokenizer(), 0.5)
+    one_line(info, "g.fa.gz", "damaged file?")
+    path.write_bytes(bytes(damaged))
+    for index in ("g.fa.gz.fai", "g.fa.gz.gzi"):
+        (tmp_path / index).write_bytes(saved[index])  # an index that still matches: the scan meets it
+    source = GenomeSource(path, DNATokenizer(), 0.5)
+    with pytest.raises(InputError) as info:
+        source.scan(markov_order=2)
+    one_line(info, "g.fa.gz", "record 'a': cannot read bases")
+
+
 # --- alignments ---------------------------------------------------------------------------------------
 
 
