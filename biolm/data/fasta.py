@@ -14,6 +14,7 @@ open and reused afterwards; biolm adds:
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -170,13 +171,20 @@ def _open_checked(path: Path, rebuild: bool, fai: str | None, gzi: str | None) -
     return fasta
 
 
+def _is_write_error(err: OSError) -> bool:
+    """An index that cannot be written (pyfaidx: "may not be writable"), not a file that cannot be read."""
+    return err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or "may not be writable" in str(err)
+
+
 def _open_index(path: Path, rebuild: bool) -> pyfaidx.Fasta:
     if not rebuild:
         return _open_checked(path, False, None, None)
     if os.access(path.parent, os.W_OK) or Path(f"{path}.fai").exists():
         try:
             return _open_checked(path, True, None, None)
-        except OSError as err:  # e.g. an index beside the file that cannot be rewritten
+        except OSError as err:
+            if not _is_write_error(err):
+                raise
             log.info("%s: cannot write its index beside it (%s); using the cache directory", path, err)
     try:
         fai, gzi = _cache_index(path)

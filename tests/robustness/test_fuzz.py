@@ -235,7 +235,9 @@ READERS = {
 
 
 @pytest.mark.parametrize("name", list(READERS))
-def test_reader_raises_only_biolm_errors(name):
+def test_reader_raises_only_biolm_errors(name, tmp_path, monkeypatch):
+    # BGZF copies of gzip genomes and token caches go to this test's directory, not the user's cache.
+    monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
     suffix, read = READERS[name]
     fuzz(suffix, read)()
 
