@@ -13,6 +13,7 @@ from biolm.kernels.linear_attention.reference import (
     linear_attention_recurrent,
     linear_attention_step,
 )
+from biolm.kernels.precision import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.varlen import run_packed
 
@@ -46,6 +47,7 @@ def _run(q, k, v, log_decay, state, normalize, scale, chunk_size: int, choice: s
     return get_triton_kernel("linear_attention")(q, k, v, chunk_size=chunk_size, **kwargs)
 
 
+@outside_autocast
 def linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,

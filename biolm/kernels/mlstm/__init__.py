@@ -9,6 +9,7 @@ import torch
 
 from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
 from biolm.kernels.mlstm.reference import MLSTMState, mlstm_recurrent, mlstm_step
+from biolm.kernels.precision import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.varlen import run_packed
 
@@ -43,6 +44,7 @@ def _run(q, k, v, i, f, state, chunk_size: int, choice: str) -> tuple[torch.Tens
     return get_triton_kernel("mlstm")(q, k, v, i, f, state=state, chunk_size=chunk_size)
 
 
+@outside_autocast
 def mlstm(
     q: torch.Tensor,
     k: torch.Tensor,

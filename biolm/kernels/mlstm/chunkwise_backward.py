@@ -35,6 +35,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from biolm.kernels.mlstm.reference import EPS
+from biolm.kernels.precision import outside_autocast
 
 # Steps per segment of the forward and backward loops (see _segments).
 SEGMENT_TOKENS = 512
@@ -149,6 +150,7 @@ class ChunkCore(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable  # in-place buffers: a double backward must fail loudly, not silently
+    @outside_autocast
     def backward(ctx, d_h, d_c_last, d_n_last):
         u, m_rel, m, m_prev, top = ctx.saved_tensors
 

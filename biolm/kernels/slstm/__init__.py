@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from biolm.kernels.precision import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.slstm.fused import slstm_fused
 from biolm.kernels.slstm.reference import SLSTMState, slstm_recurrent, slstm_step
@@ -41,6 +42,7 @@ def _run(gates_x, R, bias, state, choice: str) -> tuple[torch.Tensor, SLSTMState
     return get_triton_kernel("slstm")(gates_x, R, state=state, bias=bias)
 
 
+@outside_autocast
 def slstm(
     gates_x: torch.Tensor,
     R: torch.Tensor,

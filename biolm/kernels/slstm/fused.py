@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from biolm.kernels.precision import outside_autocast
 from biolm.kernels.slstm.reference import SLSTMState, compute_dtype, empty_aware_m, zero_state
 
 
@@ -68,6 +69,7 @@ class _SLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @outside_autocast
     def backward(ctx, d_h_all, d_c, d_n, d_m):
         acts, r_hm, h_all, c_all, n_all = ctx.saved_tensors
         _, seq, heads, batch, dim = acts.shape
