@@ -31,7 +31,7 @@ OPS = {
     ),
     "linear_attention": (
         lambda q, k, v, d: linear_attention(q, k, v, log_decay=d, normalize=True, backend="torch"),
-        lambda: (*_mlstm_inputs()[:3], -torch.rand(2, 19, 2).requires_grad_()),
+        lambda: (*_mlstm_inputs()[:3], (-torch.rand(2, 19, 2)).requires_grad_()),
     ),
 }
 
