@@ -307,7 +307,7 @@ def stored_molecule_sets(
     store = cached_store("smiles", source, files, depends_on, build, describe="the molecules (RDKit)")
     result = []
     for entry in store.meta["sets"]:
-        if store.from_cache and entry["invalid"]:  # built now, the build has warned
+        if store.from_cache and entry["invalid"]:  # reused: the build that warned ran in another process
             warn_skipped(
                 entry["path"], "invalid SMILES", entry["shown"], entry["total"], count=entry["invalid"]
             )
