@@ -16,7 +16,8 @@ class DataConfig:
     """Where training text comes from and how it is cut.
 
     Attributes:
-        path: null trains on the domain's built-in corpus. DNA: a FASTA file (plain or BGZF).
+        path: null trains on the domain's built-in corpus. DNA: a FASTA file (plain, BGZF, or plain gzip,
+            converted once to a BGZF copy in the cache).
             Protein: a FASTA, A3M or Stockholm file (gzip allowed), or a directory of family files.
         seq_len: tokens per training window (DNA) or the most tokens of one example (protein).
         val_fraction: DNA: share at the end of each record held out for validation; protein: share of
@@ -57,6 +58,11 @@ class DataConfig:
             raise ConfigError(f"data.packing must be one of {', '.join(PACKING_MODES)}; got {self.packing!r}")
         if self.loss_after_members < 0:
             raise ConfigError(f"data.loss_after_members must be >= 0, got {self.loss_after_members}")
+        for key in ("batch_size", "windows_per_epoch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.loss_after_members and self.packing != "sets":
             raise ConfigError("data.loss_after_members needs data.packing=sets")
 

@@ -376,3 +376,12 @@ def test_labelled_fasta_header_without_an_id(tmp_path):
     with pytest.raises(InputError) as info:
         read_labelled(tmp_path / "l.fa")
     one_line(info, "l.fa", "line 3", "without a record id")
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=0", "data.windows_per_epoch=0", "data.num_workers=-1"])
+def test_counts_below_their_minimum_are_config_errors(override):
+    from biolm.configs import packaged_config
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        to_train_config(load_config(packaged_config("dna"), [override]))
