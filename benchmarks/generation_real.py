@@ -49,40 +49,96 @@ def _fasta(path: Path):
             yield record.name, record.sequence
 
 
-def prepare_protein(work: Path) -> Path:
+def _aligned(path: Path):
+    """(name, match-column string) of every record of an aligned FASTA / A3M file: inserts (lower case,
+    `.`) dropped, so that every row of one alignment has the same width."""
+    from Bio import SeqIO
+
+    with gzip.open(path, "rt") as handle:
+        for record in SeqIO.parse(handle, "fasta"):
+            yield record.id, "".join(c for c in str(record.seq) if c.isupper() or c == "-")
+
+
+def cluster_alignment(rows: list[str], identity: float, seed: int = 0) -> list[list[int]]:
+    """Greedy clustering of equal-width alignment rows: a random unassigned row takes every unassigned
+    row with at least `identity` identical residues over the columns where either has a residue."""
+    codes = np.frombuffer("".join(rows).encode(), dtype=np.uint8).reshape(len(rows), -1)
+    residue = codes != ord("-")
+    unassigned = np.ones(len(rows), dtype=bool)
+    clusters = []
+    for center in np.random.default_rng(seed).permutation(len(rows)):
+        if not unassigned[center]:
+            continue
+        both = residue | residue[center]
+        same = ((codes == codes[center]) & residue).sum(axis=1)
+        members = np.flatnonzero(unassigned & (same >= identity * np.maximum(both.sum(axis=1), 1)))
+        unassigned[members] = False
+        clusters.append(members.tolist())
+    return clusters
+
+
+def prepare_protein(work: Path, cluster_identity: float | None = None, min_cluster: int = 3) -> Path:
     """Write the training families without any seed-alignment sequence; returns the directory.
 
     Left out of a training family: any sequence equal to a seed member of any family, and any that
     contains, or is contained in, a seed member of the same family (the full alignment may cut a seed
     domain a few residues differently; the TEM-1 homologs are full-length beta-lactamases, PF13354).
+
+    With `cluster_identity`, each alignment is split into clusters of homologs (greedy, at that
+    identity over aligned columns) and every cluster of at least `min_cluster` members is written as a
+    family of its own. With four whole families a model can learn each family by heart and never
+    needs its context; with thousands of clusters the context is what tells which one a pack is from.
     """
+    from biolm.data.protein_io import clean_sequence
+
     seeds = {
         path.name.split("_")[0]: [seq for _, seq in _fasta(path)]
         for path in sorted((PROTEIN / "pfam_seed").glob("*_seed.fasta"))
     }
     every_seed = {seq for members in seeds.values() for seq in members}
-    out = work / "protein_train"
+    out = work / ("protein_train" if cluster_identity is None else f"protein_clusters_{cluster_identity:g}")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     sources = {path: path.name.split(".")[0] for path in sorted((PROTEIN / "pfam_full").glob("*.fasta.gz"))}
     sources[PROTEIN / "blat" / "BLAT_ECOLX_ColabFold_2202.a3m.gz"] = "PF13354"
     for source, family in sources.items():
         same_family = seeds.get(family, [])
-        kept, overlapping, duplicates, seen = 0, 0, 0, set()
-        target = out / (source.name.split(".")[0] + ".fasta.gz")
-        with gzip.open(target, "wt") as handle:
-            for name, seq in _fasta(source):
-                if seq in every_seed or any(s in seq or seq in s for s in same_family):
-                    overlapping += 1
-                elif seq in seen:
-                    duplicates += 1
-                else:
-                    seen.add(seq)
-                    handle.write(f">{name.split()[0]}\n{seq}\n")
-                    kept += 1
+        names, rows, sequences = [], [], []
+        overlapping, duplicates, seen = 0, 0, set()
+        for name, row in _aligned(source):
+            seq = clean_sequence(row)
+            if seq in every_seed or any(s in seq or seq in s for s in same_family):
+                overlapping += 1
+            elif seq in seen:
+                duplicates += 1
+            else:
+                seen.add(seq)
+                names.append(name)
+                rows.append(row)
+                sequences.append(seq)
+        stem = source.name.split(".")[0]
+        groups = (
+            [list(range(len(rows)))]
+            if cluster_identity is None
+            else cluster_alignment(rows, cluster_identity)
+        )
+        kept = [g for g in groups if len(g) >= min_cluster or cluster_identity is None]
+        for index, group in enumerate(kept):
+            target = out / (
+                f"{stem}.fasta.gz" if cluster_identity is None else f"{stem}_c{index:05d}.fasta.gz"
+            )
+            with gzip.open(target, "wt") as handle:
+                handle.writelines(f">{names[i]}\n{sequences[i]}\n" for i in group)
+        in_kept = sum(len(g) for g in kept)
         print(
-            f"{target.name}: {kept:,} proteins kept; left out {overlapping:,} overlapping a seed member, "
+            f"{stem}: {len(rows):,} proteins; left out {overlapping:,} overlapping a seed member, "
             f"{duplicates:,} duplicates"
+            + (
+                ""
+                if cluster_identity is None
+                else f"; {len(groups):,} clusters at {cluster_identity:.0%} identity, {len(kept):,} of at "
+                f"least {min_cluster} members written ({in_kept:,} proteins)"
+            )
         )
     return out
 
@@ -156,7 +212,7 @@ def eval_moses(args: argparse.Namespace) -> None:
 
 
 STAGES = {
-    "prepare-protein": lambda args: prepare_protein(args.work),
+    "prepare-protein": lambda args: prepare_protein(args.work, args.cluster_identity),
     "prepare-chem": lambda args: prepare_chem(args.work),
     "eval-protein": eval_protein,
     "eval-chem": eval_chem,
@@ -171,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=list(STAGES))
     parser.add_argument("--work", type=Path, default=Path("runs/gen"), help="working directory")
     parser.add_argument("--model", type=Path, help="model directory (eval stages)")
+    parser.add_argument(
+        "--cluster-identity", type=float, help="prepare-protein: one training family per cluster of homologs"
+    )
     parser.add_argument("--out", type=Path, help="report directory (default: WORK/reports/<domain>)")
     parser.add_argument("--num-samples", type=int, help="samples per family / set (or unconditional, MOSES)")
     parser.add_argument("--temperature", type=float, default=1.0)
