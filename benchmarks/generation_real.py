@@ -4,6 +4,11 @@
     biolm train protein --config benchmarks/configs/protein_incontext.yaml data.path=runs/gen/protein_train
     python benchmarks/generation_real.py eval-protein --model runs/.../model --work runs/gen
 
+    # the same alignments cut into 2,262 clusters of homologs, one training family each
+    python benchmarks/generation_real.py prepare-protein --work runs/gen --cluster-identity 0.65
+    biolm train protein --config benchmarks/configs/protein_clusters.yaml \
+        data.path=runs/gen/protein_clusters_0.65
+
     python benchmarks/generation_real.py prepare-chem --work runs/gen       # 20 training / 4 held-out sets
     biolm train chem --config benchmarks/configs/chem_incontext.yaml data.path=runs/gen/chem_train
     python benchmarks/generation_real.py eval-chem --model runs/.../model --work runs/gen
