@@ -53,7 +53,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from biolm.configs import load_config, packaged_config
     from biolm.errors import InputError
-    from biolm.tasks.runner import format_summary, is_rank_zero, train
+    from biolm.tasks.ranks import is_rank_zero
+    from biolm.tasks.runner import format_summary, train
 
     if args.resume is not None:
         if args.config is not None:

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
 from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
 from biolm.tasks.faults import NonFiniteGuard, RunStopped
+from biolm.tasks.ranks import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -346,15 +346,3 @@ def format_summary(s: RunSummary) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-def is_rank_zero() -> bool:
-    """Whether this process is global rank 0 as its launcher set it, before any process group exists.
-
-    torchrun sets RANK; srun SLURM_PROCID; Lightning's own launcher LOCAL_RANK in the processes it
-    starts, and NODE_RANK on every node but the first of a multi-node run.
-    """
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"]) == 0
-    keys = ("SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
-    return all(int(os.environ.get(key, "0")) == 0 for key in keys)

@@ -1,0 +1,21 @@
+"""Which process of a distributed launch this is, read from the launcher's environment.
+
+Data setup runs before Lightning creates a process group, so it cannot ask the trainer; it reads the
+variables that torchrun, srun and Lightning's own launcher set instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 as its launcher set it, before any process group exists.
+
+    torchrun sets RANK; srun SLURM_PROCID; Lightning's own launcher LOCAL_RANK in the processes it
+    starts, and NODE_RANK on every node but the first of a multi-node run.
+    """
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    keys = ("SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
+    return all(int(os.environ.get(key, "0")) == 0 for key in keys)
