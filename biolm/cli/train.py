@@ -20,6 +20,8 @@ Any config key can be overridden as key=value, e.g.
   biolm train dna --config my.yaml name=exp1
   biolm train protein data.path=families/ data.packing=sets data.loss_after_members=1
   biolm train protein task.objective=fim task.fim_max_spans=3
+Start from a trained model's weights (fine-tuning; its model settings are kept):
+  biolm train chem init_from=runs/chem/model data.path=sets/ data.packing=sets
 Continue a stopped or killed run from its newest good checkpoint, exactly where it stopped (extra
 overrides apply on top of its saved config):
   biolm train dna --resume runs/dna

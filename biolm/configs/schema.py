@@ -185,11 +185,16 @@ class TrainConfig:
         name: run name; the run directory is `<run_root>/<name>` (a number is appended if it exists).
         run_root: folder that holds run directories.
         seed: seeds weights, data order and sampling.
+        init_from: a model directory (`runs/<name>/model`) whose weights start the run instead of random
+            ones (fine-tuning, e.g. in-context training of an unconditional model). Its settings are
+            the run's model settings, except model.backend, model.chunk_size and model.dropout; its
+            tokenizer must be the one of the run's data. A resumed run starts from its checkpoint.
     """
 
     name: str = "dna"
     run_root: str = "runs"
     seed: int = 0
+    init_from: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -47,6 +47,7 @@ from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoin
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
 from biolm.tasks.faults import NonFiniteGuard, RunStopped
 from biolm.tasks.ranks import is_rank_zero
+from biolm.tasks.warm_start import check_tokenizer, load_initial_model
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +196,16 @@ def train(
     if domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}; available: {', '.join(DOMAINS)}")
     cfg = to_train_config(config)
+    # A resumed run takes its weights from the checkpoint; its saved config has the starting model's settings.
+    start = load_initial_model(cfg, config) if cfg.init_from and resume_dir is None else None
     check_objective(cfg, domain)
     # Reads and checks all input before a run directory exists, so bad input leaves nothing behind.
     data = build_data(domain, cfg)
-    cfg.model.vocab_size = data.tokenizer.vocab_size
-    config.model.vocab_size = data.tokenizer.vocab_size
+    if start is not None:
+        check_tokenizer(start, data.tokenizer, cfg.init_from)
+    else:
+        cfg.model.vocab_size = data.tokenizer.vocab_size
+        config.model.vocab_size = data.tokenizer.vocab_size
     zero = is_rank_zero()
     if data.description and zero:
         print(data.description)
@@ -227,6 +233,8 @@ def train(
 
     L.seed_everything(cfg.seed, verbose=False)
     task = build_task(cfg, data.masking)
+    if start is not None:
+        task.model.load_state_dict(start.state_dict())
     datamodule = ResumableData(data.datamodule, cfg.seed)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
