@@ -16,6 +16,10 @@
     biolm train chem --config benchmarks/configs/chem_moses.yaml          # unconditional, MOSES train
     python benchmarks/generation_real.py eval-moses --model runs/.../model --work runs/gen
 
+    # the in-context molecule model fine-tuned from the MOSES model (then eval-chem as above)
+    biolm train chem --config benchmarks/configs/chem_incontext_moses.yaml \
+        init_from=runs/chem_moses/model data.path=runs/gen/chem_train
+
 Proteins: the model is trained on the full Pfam alignments of three families and the TEM-1
 (BLAT_ECOLX) homologs, and evaluated on the 12 Pfam seed families. Every sequence of a seed alignment
 is left out of the training files (exactly, and, for the beta-lactamases, any training protein that
