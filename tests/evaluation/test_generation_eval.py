@@ -59,6 +59,7 @@ def test_protein_report(tmp_path, families):
     report = tmp_path / "report"
     text = (report / "report.md").read_text()
     assert "## In-context gain" in text and "## Samples" in text and "TOY1_seed" in text
+    assert "own cutoff: gathering for 1 family (" in text  # TOY2 has no HMM
     for plot in ("gain_curve", "identity_vs_hmm", "lengths"):
         assert (report / f"{plot}.png").stat().st_size > 0
     with open(report / "samples.tsv") as handle:
