@@ -9,20 +9,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from biolm.cli.main import main
-
-TINY = [
-    "--no-progress",
-    "trainer.max_steps=2",
-    "data.seq_len=48",
-    "data.batch_size=4",
-    "data.windows_per_epoch=8",
-    "data.max_val_windows=4",
-    "model.d_model=16",
-    "model.n_layers=1",
-    "model.num_heads=2",
-    "model.chunk_size=16",
-    "optim.warmup_steps=1",
-]
+from tests.cli.test_train_protein import TINY
 
 
 @pytest.fixture(scope="module")
