@@ -11,7 +11,10 @@ soft-capped gates, output gate, then a SwiGLU feed-forward of factor 8/3) with t
 (3,231,008; tests/models/test_block_xlstm7b.py checks it). biolm's ``m`` block, the xLSTM-paper
 pre-up-projection block that the Bio-xLSTM papers use, is timed too (proj_factor 2, no feed-forward;
 half the parameters). Each biolm model is timed round-robin with the peer, in a subprocess of its
-own, so that load from other processes and the allocator's state hit both alike.
+own, so that load from other processes and the allocator's state hit both alike. A last row times,
+round-robin with the peer likewise, only the x model's matmuls (warm, whole-tensor, into reused
+buffers) and biolm's mLSTM kernel: a lower bound of any x-model step built on these matmuls and this
+kernel, so its ratio to the peer is the ceiling of such an implementation.
 
 Table 2 (context): the models of the recipes ``dna/xlstm_2m_*`` (pattern m) and ``dna/transformer_2m_*``
 (pattern t: softmax attention with RoPE), same d_model and depth, ~1.65M parameters each, at 1k (batch
@@ -38,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from rss import proc_status_kb, reset_peak_rss  # benchmarks/rss.py, beside this script
 
+from biolm.kernels.mlstm import mlstm
 from biolm.models.backbone import BioLM
 from biolm.models.config import ModelConfig
 
@@ -112,10 +116,50 @@ def interleaved_medians(steps: dict[str, Callable[[], None]], reps: int, warmup:
 
 
 # Each biolm model of table 1, with its ModelConfig overrides of biolm_model().
+X_OVERRIDES = dict(pattern="x", ffn_factor=8 / 3, tie_embeddings=False)
 TABLE1_MODELS = {
-    "biolm x (xLSTM-7B block, like for like)": dict(pattern="x", ffn_factor=8 / 3, tie_embeddings=False),
+    "biolm x (xLSTM-7B block, like for like)": X_OVERRIDES,
     "biolm m, proj_factor 2 (paper block)": dict(proj_factor=2.0),
 }
+# Not a model: the least any implementation of the x model that uses these matmuls and this mLSTM
+# kernel can cost (see lower_bound_step); its ratio to the peer is the ceiling of such an implementation.
+LOWER_BOUND = "lower bound: the x model's matmuls + biolm's mLSTM kernel, nothing else"
+
+
+def lower_bound_step(config: ModelConfig, batch: int, context: int) -> Callable[[], None]:
+    """The matmuls of one training step of an x model and its mLSTM kernel calls, and nothing else.
+
+    Per layer: the fused input projection [d -> 2 qk_dim + 2 v_dim + 2 H], the output projection
+    [v_dim -> d], the SwiGLU [d -> 2 F] and [F -> d], each as its forward (x W^T), input gradient
+    (dy W) and weight gradient (dy^T x) over all batch x context rows, as whole-tensor matmuls into
+    buffers reused from step to step (no allocation, warm operands: faster than any real model can
+    run them); plus the head. Then the mLSTM kernel forward and backward per layer at the model's
+    head sizes. No norm, activation, gate, residual, loss or optimizer: everything a real step adds.
+    """
+    rows, d, heads = batch * context, config.d_model, config.num_heads
+    layer = [(d, 2 * config.qk_dim + 2 * config.v_dim + 2 * heads), (config.v_dim, d)]
+    layer += [(d, 2 * config.ffn_dim), (config.ffn_dim, d)]
+    shapes = layer * config.n_layers + [(d, config.vocab_size)]
+    buffers = [(torch.randn(rows, k), torch.randn(n, k), torch.randn(rows, n)) for k, n in shapes]
+    outs = [(torch.empty(rows, n), torch.empty(rows, k), torch.empty(n, k)) for k, n in shapes]
+
+    def qkv(dim: int) -> torch.Tensor:
+        return torch.randn(batch, context, heads, dim // heads, requires_grad=True)
+
+    q, k, v = qkv(config.qk_dim), qkv(config.qk_dim), qkv(config.v_dim)
+    i = torch.randn(batch, context, heads, requires_grad=True)
+    f = (torch.randn(batch, context, heads) + 3).requires_grad_()
+    d_h = torch.randn(batch, context, heads, config.v_dim // heads)
+
+    def step() -> None:
+        for (x, w, dy), (y, dx, dw) in zip(buffers, outs, strict=True):
+            torch.mm(x, w.t(), out=y)
+            torch.mm(dy, w, out=dx)
+            torch.mm(dy.t(), x, out=dw)
+        for _ in range(config.n_layers):
+            mlstm(q, k, v, i, f, chunk_size=config.chunk_size, backend="torch").backward(d_h)
+
+    return step
 
 
 def run_pair(name: str, reps: int, warmup: int) -> dict:
@@ -123,14 +167,18 @@ def run_pair(name: str, reps: int, warmup: int) -> dict:
     so that the allocator state another model leaves behind does not hit this pair."""
     torch.manual_seed(0)
     ids = torch.randint(0, VOCAB, (BATCH, CONTEXT))
-    models = {"biolm": biolm_model(**TABLE1_MODELS[name])}
+    model = biolm_model(**(X_OVERRIDES if name == LOWER_BOUND else TABLE1_MODELS[name]))
+    if name == LOWER_BOUND:
+        steps = {"biolm": lower_bound_step(model.config, BATCH, CONTEXT)}
+    else:
+        steps = {"biolm": train_step(model, ids)}
     peer = build_peer()
     if peer is not None:
-        models["peer"] = peer
-    seconds = interleaved_medians({key: train_step(m, ids) for key, m in models.items()}, reps, warmup)
+        steps["peer"] = train_step(peer, ids)
+    seconds = interleaved_medians(steps, reps, warmup)
     return {
         "seconds": seconds["biolm"],
-        "params": models["biolm"].num_parameters(),
+        "params": model.num_parameters(),
         "peer_seconds": seconds.get("peer"),
         "peer_params": sum(p.numel() for p in peer.parameters()) if peer is not None else None,
     }
@@ -142,7 +190,7 @@ def peer_table(reps: int, warmup: int, threads: int) -> list[str]:
         "| ms / step | tokens/s | xLSTMLarge ms / step, same rounds | ratio to xLSTMLarge |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in TABLE1_MODELS:
+    for name in [*TABLE1_MODELS, LOWER_BOUND]:
         cmd = [sys.executable, os.path.abspath(__file__), "--pair", name, "--threads", str(threads)]
         cmd += ["--reps", str(reps), "--warmup", str(warmup)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -257,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peer", action="store_true", help="only the context table")
     parser.add_argument("--skip-context", action="store_true", help="only the peer table")
     parser.add_argument("--cell", nargs=3, metavar=("KIND", "CONTEXT", "BATCH"), help=argparse.SUPPRESS)
-    parser.add_argument("--pair", choices=list(TABLE1_MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--pair", choices=[*TABLE1_MODELS, LOWER_BOUND], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)

@@ -48,10 +48,13 @@ class _BlockedSwiGLU(torch.autograd.Function):
         n, hidden = x.shape[0], w_down.shape[1]
         u = x.new_empty(n, 2 * hidden)
         y = x.new_empty(n, w_down.shape[0])
+        act = x.new_empty(min(rows, n), hidden)  # silu(gate) * value, reused by every block
         for a in range(0, n, rows):
-            u_blk = torch.mm(x[a : a + rows], w_up.t(), out=u[a : a + rows])
+            b = min(a + rows, n)
+            u_blk = torch.mm(x[a:b], w_up.t(), out=u[a:b])
             gate, value = u_blk[:, :hidden], u_blk[:, hidden:]
-            torch.mm(F.silu(gate).mul_(value), w_down.t(), out=y[a : a + rows])
+            act_blk = torch.ops.aten.silu.out(gate, out=act[: b - a]).mul_(value)
+            torch.mm(act_blk, w_down.t(), out=y[a:b])
         ctx.save_for_backward(x, u, w_up, w_down)
         ctx.rows = rows
         return y
@@ -64,19 +67,20 @@ class _BlockedSwiGLU(torch.autograd.Function):
         dy = dy.contiguous()
         dx = torch.empty_like(x)
         dw_up, dw_down = torch.zeros_like(w_up), torch.zeros_like(w_down)
-        du = x.new_empty(min(rows, n), 2 * hidden)  # reused by every block
+        # Scratch reused by every block: du [rows, 2F], the hidden gradient and silu(gate) [rows, F].
+        du = x.new_empty(min(rows, n), 2 * hidden)
+        dh = x.new_empty(min(rows, n), hidden)
+        act = x.new_empty(min(rows, n), hidden)
         for a in range(0, n, rows):
             b = min(a + rows, n)
             gate, value = u[a:b, :hidden], u[a:b, hidden:]
-            dy_blk, du_blk = dy[a:b], du[: b - a]
-            sig = torch.sigmoid(gate)
-            silu = gate * sig
-            dh = dy_blk @ w_down  # [rows, F]
-            # d silu(g) / dg = sig * (1 + g * (1 - sig)); the value's gradient is dh * silu(g).
-            torch.mul(dh, silu, out=du_blk[:, hidden:])
+            dy_blk, du_blk, dh_blk = dy[a:b], du[: b - a], dh[: b - a]
+            torch.mm(dy_blk, w_down, out=dh_blk)
+            silu = torch.ops.aten.silu.out(gate, out=act[: b - a])
+            torch.mul(dh_blk, silu, out=du_blk[:, hidden:])  # d value = dh * silu(gate)
             dw_down.addmm_(dy_blk.t(), silu.mul_(value))
-            torch.mul(dh, value, out=du_blk[:, :hidden])
-            du_blk[:, :hidden].mul_(sig.mul_(1 + gate - gate * sig))
+            # d gate = dh * value * silu'(gate), silu' in one fused pass.
+            torch.ops.aten.silu_backward.grad_input(dh_blk.mul_(value), gate, grad_input=du_blk[:, :hidden])
             dw_up.addmm_(du_blk.t(), x[a:b])
             torch.mm(du_blk, w_up, out=dx[a:b])
         return dx, dw_up, dw_down, None
