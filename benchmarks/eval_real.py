@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=-1, help="fine-tuning steps at most")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--head-init", choices=("random", "probe"), default="random")
+    parser.add_argument("--rc-augment", action="store_true", help="DNA fine-tuning on both strands")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=args.max_steps,
                 batch_size=args.batch_size,
                 lr=args.lr,
+                head_init=args.head_init,
+                **({"rc_augment": True} if args.rc_augment and domain == "dna" else {}),
             )
         summary[name] = {
             "recipe": recipe,

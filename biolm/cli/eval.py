@@ -129,6 +129,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ft.add_argument("--max-epochs", type=int, default=10, help="epochs at most (default: 10)")
     ft.add_argument("--max-steps", type=int, default=-1, help="optimizer steps at most (default: no limit)")
     ft.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping")
+    ft.add_argument(
+        "--head-init",
+        choices=("random", "probe"),
+        default="random",
+        help="start the head at random, or as the linear probe of the frozen model (fitted on train, "
+        "strength chosen on valid; linear head only): fine-tuning then starts where the probe ends",
+    )
+    ft.add_argument(
+        "--rc-augment",
+        action="store_true",
+        help="DNA models: read each training sequence from a random strand, and average validation and "
+        "test outputs over both strands (for labels that do not depend on the strand)",
+    )
     ft.set_defaults(run=run_finetune)
 
     zs = recipes.add_parser(
@@ -207,6 +220,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         max_steps=args.max_steps,
         patience=args.patience,
+        head_init=args.head_init,
+        rc_augment=args.rc_augment,
     )
     _print(args.out, metrics)
     return 0

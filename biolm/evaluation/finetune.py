@@ -6,6 +6,11 @@ bidirectional / RC-equivariant models (`config.stateless`) read their rows packe
 `cu_seqlens`, as `biolm.inference.embed` does, so that padding never enters a reverse pass.
 Training uses AdamW; Lightning's EarlyStopping and ModelCheckpoint on the validation metric pick the
 best epoch, whose weights are restored before predicting the test rows.
+
+Two options matter for small data: `head_init="probe"` starts the head as the linear probe of the frozen
+backbone (`biolm.evaluation.head_init`), and `rc_augment=True` (DNA) reads every training row from a
+random strand and averages validation and test outputs over both strands, for labels that do not
+depend on the strand (enhancers, binding sites).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from biolm.errors import ConfigError
+from biolm.evaluation.head_init import probe_as_linear, set_head
 from biolm.evaluation.metrics import PRIMARY, classification_metrics, regression_metrics, score_for_selection
 from biolm.models import BioLM
 
 HEADS = ("linear", "mlp")
+HEAD_INITS = ("random", "probe")
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +47,17 @@ def collate(batch: list[tuple[np.ndarray, float]], bos_id: int, pad_id: int) -> 
         ids[r, 1 : len(seq) + 1] = torch.from_numpy(np.asarray(seq, dtype=np.int64))
     labels = torch.tensor(np.array([y for _, y in batch]))
     return {"input_ids": ids, "lengths": lengths, "labels": labels}
+
+
+def reverse_complement_rows(
+    input_ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor
+) -> torch.Tensor:
+    """Rows of `collate` with each sequence (positions 1..length) reverse-complemented in place of
+    itself; `<bos>` and padding stay where they are. `table` [vocab] maps an id to its complement."""
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    inside = (positions >= 1) & (positions <= lengths[:, None])
+    source = torch.where(inside, lengths[:, None] + 1 - positions, positions)
+    return table[input_ids.gather(1, source)]
 
 
 def make_loader(
@@ -66,6 +85,10 @@ class FineTuneTask(L.LightningModule):
         lr, weight_decay: AdamW settings.
         target_mean, target_sd: regression targets are standardised with these for the loss;
             predictions are returned in the original units.
+        rc_table: DNA: [vocab] id -> complement id. Training rows are then reverse-complemented at
+            random (each with probability 1/2, drawn from `seed`), and in eval mode outputs are the
+            mean over both strands (of class probabilities, returned as their log; of predictions).
+        seed: seed of the strand draws.
     """
 
     def __init__(
@@ -79,6 +102,8 @@ class FineTuneTask(L.LightningModule):
         weight_decay: float = 0.01,
         target_mean: float = 0.0,
         target_sd: float = 1.0,
+        rc_table: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -92,6 +117,9 @@ class FineTuneTask(L.LightningModule):
             )
         self.lr, self.weight_decay = lr, weight_decay
         self.target_mean, self.target_sd = target_mean, target_sd
+        # Not a buffer: the complement table is the tokenizer's, not a weight to checkpoint.
+        self.rc_table = rc_table
+        self._strand_draws = torch.Generator().manual_seed(seed)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def pooled(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -108,13 +136,36 @@ class FineTuneTask(L.LightningModule):
         return (hidden * keep[..., None]).sum(1) / lengths[:, None].to(hidden.dtype)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """[B, K] logits (classification) or [B] predictions in target units (regression)."""
+        """[B, K] logits (classification) or [B] predictions in target units (regression); with
+        `rc_table`, in eval mode, the mean over both strands (log of the mean class probabilities)."""
+        out = self._one_strand(input_ids, lengths)
+        if self.rc_table is None or self.training:
+            return out
+        other = self._one_strand(self._reverse_complement(input_ids, lengths), lengths)
+        if self.task == "classification":
+            both = torch.stack([out.log_softmax(-1), other.log_softmax(-1)])
+            return torch.logsumexp(both, 0) - torch.log(torch.tensor(2.0, device=out.device))
+        return (out + other) / 2
+
+    def _one_strand(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = self.head(self.pooled(input_ids, lengths).float())
         if self.task == "classification":
             return out
         return out[:, 0] * self.target_sd + self.target_mean
 
+    def _reverse_complement(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return reverse_complement_rows(input_ids, lengths, self.rc_table.to(input_ids.device))
+
+    def _random_strands(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch with each row on the reverse strand with probability 1/2 (training, rc_table)."""
+        ids, lengths = batch["input_ids"], batch["lengths"]
+        flip = torch.rand(len(ids), generator=self._strand_draws) < 0.5
+        flipped = torch.where(flip.to(ids.device)[:, None], self._reverse_complement(ids, lengths), ids)
+        return {**batch, "input_ids": flipped}
+
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and self.rc_table is not None:
+            batch = self._random_strands(batch)
         out = self(batch["input_ids"], batch["lengths"])
         if self.task == "classification":
             return F.cross_entropy(out, batch["labels"].long()), out
@@ -172,16 +223,34 @@ def finetune(
     max_epochs: int = 10,
     max_steps: int = -1,
     patience: int = 3,
+    head_init: str = "random",
+    rc_augment: bool = False,
     accelerator: str = "cpu",
     progress: bool = True,
 ) -> np.ndarray:
     """Fine-tune `backbone` on (token ids, labels) rows and predict the test rows with the best epoch.
 
+    Args:
+        head_init: "random", or "probe": the head starts as the linear probe of the frozen backbone
+            (fitted on the train rows' pooled states, strength chosen on the valid rows; linear head).
+        rc_augment: DNA models: train on random strands, validate and predict on both (see
+            `FineTuneTask`'s `rc_table`).
+
     Returns:
         Test outputs: [N, K] class probabilities or [N] predictions.
+
+    Raises:
+        ConfigError: an unknown head_init, a probe start for the mlp head, or rc_augment without a
+            DNA model.
     """
-    L.seed_everything(seed, workers=True, verbose=False)
+    if head_init not in HEAD_INITS:
+        raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+    if head_init == "probe" and head != "linear":
+        raise ConfigError("a probe start (head_init 'probe') needs the linear head, not 'mlp'")
     tok = backbone.tokenizer
+    if rc_augment and tok.kind != "dna":
+        raise ConfigError(f"rc_augment needs a DNA model; this one reads {tok.kind}")
+    L.seed_everything(seed, workers=True, verbose=False)
     y_train = np.asarray(train[1])
     mean, sd = (
         (0.0, 1.0) if task == "classification" else (float(y_train.mean()), float(y_train.std() or 1.0))
@@ -195,7 +264,11 @@ def finetune(
         weight_decay=weight_decay,
         target_mean=mean,
         target_sd=sd,
+        rc_table=torch.tensor(tok.complement_table) if rc_augment else None,
+        seed=seed,
     )
+    if head_init == "probe":
+        start_from_probe(module, train, valid, batch_size=batch_size, seed=seed, progress=progress)
     loaders = [
         make_loader(*train, tok, batch_size, True, seed),
         make_loader(*valid, tok, batch_size, False, seed),
@@ -238,3 +311,54 @@ def finetune(
     if task == "classification":
         out = torch.softmax(out, dim=-1)
     return out.numpy()
+
+
+def pooled_states(
+    module: FineTuneTask, rows: Sequence[np.ndarray], batch_size: int, progress: bool = False
+) -> np.ndarray:
+    """[N, d] pooled final states of token-id rows, with the backbone frozen and in eval mode; with
+    `rc_table`, the N rows of the reverse strands follow ([2N, d])."""
+    from tqdm.auto import tqdm
+
+    was_training = module.training
+    module.eval()
+    tok = module.backbone.tokenizer
+    loader = make_loader(rows, np.zeros(len(rows)), tok, batch_size, False, 0)
+    forward, reverse = [], []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="probe features", disable=not progress, leave=False):
+            ids, lengths = batch["input_ids"], batch["lengths"]
+            forward.append(module.pooled(ids, lengths).float())
+            if module.rc_table is not None:
+                reverse.append(module.pooled(module._reverse_complement(ids, lengths), lengths).float())
+    module.train(was_training)
+    return torch.cat(forward + reverse).numpy()
+
+
+def start_from_probe(
+    module: FineTuneTask,
+    train: tuple[Sequence[np.ndarray], np.ndarray],
+    valid: tuple[Sequence[np.ndarray], np.ndarray],
+    *,
+    batch_size: int,
+    seed: int,
+    progress: bool = False,
+) -> float:
+    """Fit the linear probe on the frozen pooled states and copy it into `module.head`; returns the
+    chosen inverse strength C. With `rc_table`, both strands of every row are probe rows."""
+    from biolm.evaluation.probe import fit_probe
+
+    strands = 2 if module.rc_table is not None else 1
+    x_train = pooled_states(module, train[0], batch_size, progress)
+    x_valid = pooled_states(module, valid[0], batch_size, progress)
+    # The probe's classes index its probability columns: class labels as integers.
+    kind = int if module.task == "classification" else float
+    y_train = np.tile(np.asarray(train[1]).astype(kind), strands)
+    y_valid = np.tile(np.asarray(valid[1]).astype(kind), strands)
+    n_outputs = module.head.out_features
+    n_classes = n_outputs if module.task == "classification" else None
+    probe, c = fit_probe(module.task, x_train, y_train, x_valid, y_valid, seed=seed, n_classes=n_classes)
+    weight, bias = probe_as_linear(probe, module.task, n_outputs, module.target_mean, module.target_sd)
+    set_head(module.head, weight, bias)
+    log.info("fine-tuning starts from the linear probe (C = %g)", c)
+    return c

@@ -119,3 +119,18 @@ def test_help_explains_each_recipe_without_importing_torch():
     for option in ("--label-column", "--split", "--seeds", "--max-epochs", "DMS_score"):
         assert option in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_finetune_from_the_probe_on_both_strands_of_dna(files, tmp_path, capsys):
+    model = tiny_model_dir(tmp_path / "dna", kind="dna")
+    rng = np.random.default_rng(0)
+    rows = [["".join(rng.choice(list("ACGT"), 14)), i % 2] for i in range(40)]
+    data = write_table(tmp_path / "dna.csv", ["sequence", "label"], rows)
+    out = tmp_path / "ft"
+    args = ["eval", "finetune", str(model), str(data), "--out", str(out), "--no-progress", "--max-steps", "2"]
+    assert main([*args, "--head-init", "probe", "--rc-augment", "--batch-size", "8"]) == 0
+    assert "head_init probe, rc_augment True" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert "needs the linear head" in _error(capsys, [*args, "--head-init", "probe", "--head", "mlp"])
+    protein = ["eval", "finetune", str(files["protein"]), str(files["motif"]), "--out", str(tmp_path / "p")]
+    assert "rc_augment needs a DNA model" in _error(capsys, [*protein, "--rc-augment", "--no-progress"])

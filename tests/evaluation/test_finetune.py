@@ -102,3 +102,100 @@ def test_finetune_trains_a_bidirectional_model_through_packed_rows(tmp_path):
     assert out.shape == (4, 2) and np.allclose(out.sum(1), 1)
     changed = [k for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])]
     assert changed  # the backbone itself was trained, not only the head
+
+
+def _probe_rows(tok, n: int, seed: int, letters: str = "ACGT", length: int = 12):
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list(letters), length - (i % 3))) for i in range(n)]
+    return [tok.encode(s) for s in seqs], seqs
+
+
+@pytest.mark.parametrize(
+    "task, labels",
+    [
+        ("classification", lambda seqs: np.array([s.count("G") > 2 for s in seqs], dtype=float)),
+        # Three classes, of which class 3 (of 4 outputs) never occurs: its probability must stay ~0.
+        ("classification", lambda seqs: np.array([s.count("G") % 3 for s in seqs], dtype=float)),
+        ("regression", lambda seqs: np.array([s.count("G") + 0.5 * s.count("C") for s in seqs])),
+    ],
+)
+def test_a_probe_start_makes_the_head_the_probe(tmp_path, task, labels):
+    from biolm.evaluation.finetune import pooled_states, start_from_probe
+    from biolm.evaluation.probe import fit_probe, predict
+
+    model = load(tiny_model_dir(tmp_path / "m", kind="dna"))
+    tok = model.tokenizer
+    ids, seqs = _probe_rows(tok, 60, seed=0)
+    y = labels(seqs)
+    n_outputs = {"regression": 1}.get(task, 4 if y.max() == 2 else 2)
+    mean, sd = (0.0, 1.0) if task == "classification" else (y[:40].mean(), y[:40].std())
+    module = FineTuneTask(model, task, n_outputs, target_mean=mean, target_sd=sd)
+    start_from_probe(module, (ids[:40], y[:40]), (ids[40:50], y[40:50]), batch_size=7, seed=0)
+
+    # The same probe fitted by hand on the same features predicts what the head now outputs.
+    features = pooled_states(module, ids, batch_size=7)
+    y_fit = y.astype(int) if task == "classification" else y
+    probe, _ = fit_probe(
+        task, features[:40], y_fit[:40], features[40:50], y_fit[40:50], seed=0, n_classes=n_outputs
+    )
+    expected = predict(task, probe, features[50:], n_outputs)
+    batch = collate(list(zip(ids[50:], y[50:], strict=True)), tok.bos_id, tok.pad_id)
+    with torch.no_grad():
+        out = module.eval()(batch["input_ids"], batch["lengths"]).double()
+    got = torch.softmax(out, -1).numpy() if task == "classification" else out.numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_reverse_complement_rows_keeps_bos_and_padding(tmp_path):
+    from biolm.evaluation.finetune import reverse_complement_rows
+
+    tok = load(tiny_model_dir(tmp_path / "m", kind="dna")).tokenizer
+    seqs = ["ACGTTG", "GGA", "TTTACN"]
+    batch = collate([(tok.encode(s), 0) for s in seqs], tok.bos_id, tok.pad_id)
+    flipped = reverse_complement_rows(
+        batch["input_ids"], batch["lengths"], torch.tensor(tok.complement_table)
+    )
+    expected = collate([(tok.encode(s), 0) for s in ["CAACGT", "TCC", "NGTAAA"]], tok.bos_id, tok.pad_id)
+    assert torch.equal(flipped, expected["input_ids"])
+
+
+def test_rc_augment_predicts_the_same_for_both_strands_and_trains_on_both(tmp_path):
+    from biolm.evaluation.finetune import reverse_complement_rows
+
+    path = tiny_model_dir(tmp_path / "m", kind="dna")
+    tok = load(path).tokenizer
+    table = torch.tensor(tok.complement_table)
+    ids, _ = _probe_rows(tok, 16, seed=1)
+    batch = collate([(x, 0) for x in ids], tok.bos_id, tok.pad_id)
+    rc_ids = reverse_complement_rows(batch["input_ids"], batch["lengths"], table)
+    module = FineTuneTask(load(path), "classification", 2, rc_table=table, seed=3)
+    torch.nn.init.normal_(module.head.weight)
+    with torch.no_grad():
+        one = torch.softmax(module.eval()(batch["input_ids"], batch["lengths"]), -1)
+        other = torch.softmax(module(rc_ids, batch["lengths"]), -1)
+        plain = torch.softmax(module._one_strand(batch["input_ids"], batch["lengths"]), -1)
+    torch.testing.assert_close(one, other, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(one, plain, atol=1e-4)  # the mean over strands is not one strand's output
+    torch.testing.assert_close(one.sum(-1), torch.ones(16))
+
+    drawn = module.train()._random_strands(batch)["input_ids"]
+    is_rc = (drawn == rc_ids).all(1) & ~(drawn == batch["input_ids"]).all(1)
+    assert torch.equal(is_rc | (drawn == batch["input_ids"]).all(1), torch.ones(16, dtype=torch.bool))
+    assert 0 < int(is_rc.sum()) < 16  # some rows of each strand
+    again = FineTuneTask(load(path), "classification", 2, rc_table=table, seed=3).train()
+    assert torch.equal(again._random_strands(batch)["input_ids"], drawn)  # seeded
+
+
+def test_finetune_options_that_do_not_fit_the_model_are_config_errors(tmp_path):
+    from biolm.errors import ConfigError
+
+    path = tiny_model_dir(tmp_path / "m")  # a protein model
+    tok = load(path).tokenizer
+    ids = [tok.encode("MKTAY")] * 4
+    rows = (ids, np.array([0, 1, 0, 1]))
+    with pytest.raises(ConfigError, match="rc_augment needs a DNA model"):
+        finetune(load(path), "classification", 2, rows, rows, rows, rc_augment=True, progress=False)
+    with pytest.raises(ConfigError, match="needs the linear head"):
+        finetune(load(path), "classification", 2, rows, rows, rows, head="mlp", head_init="probe")
+    with pytest.raises(ConfigError, match="head_init must be one of"):
+        finetune(load(path), "classification", 2, rows, rows, rows, head_init="zeros")
