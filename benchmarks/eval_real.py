@@ -13,6 +13,7 @@ Evaluations (each skipped when its domain's model is not given):
     bbbp            chem  finetune  BBBP blood-brain barrier penetration, scaffold split, AUROC
 
 `--only` picks some of them, `--recipe NAME=probe` switches a labelled one between probe and finetune,
+`--kmer-baseline` also prints a model-free baseline of the DNA sets (k-mer frequencies + the probe),
 and `--max-rows N` evaluates a seeded sample of N rows of each file (a smoke check; the numbers then
 mean nothing). Each evaluation writes its report to OUT/NAME; OUT/summary.json collects the metrics.
 This is a script, not a test: the full runs take hours on a CPU.
@@ -106,6 +107,28 @@ def sample_rows(path: Path, n: int, work: Path, seed: int = 0) -> Path:
     return out
 
 
+def kmer_baseline(path: Path, opts: DataOptions, k_max: int = 4) -> dict:
+    """Test metrics of a model-free baseline for a DNA classification set: the frequencies of all
+    1..k_max-mers of each sequence, fed to the same probe as `biolm eval probe` (standardised logistic
+    regression, strength chosen on the valid rows), on the same split."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from biolm.evaluation.probe import evaluate, fit_probe, predict
+    from biolm.evaluation.run import load_split_data
+
+    data, split = load_split_data(path, opts)
+    counts = CountVectorizer(analyzer="char", ngram_range=(1, k_max), lowercase=False)
+    x = counts.fit_transform([s.upper() for s in data.sequences]).toarray().astype(float)
+    x /= np.maximum(x.sum(1, keepdims=True), 1)
+    part = {p: split == p for p in ("train", "valid", "test")}
+    labels = np.asarray(data.labels)
+    probe, _ = fit_probe(
+        data.task, x[part["train"]], labels[part["train"]], x[part["valid"]], labels[part["valid"]]
+    )
+    prediction = predict(data.task, probe, x[part["test"]], len(data.classes))
+    return evaluate(data.task, labels[part["test"]], prediction)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-init", choices=("random", "probe"), default="random")
     parser.add_argument("--rc-augment", action="store_true", help="DNA fine-tuning on both strands")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--kmer-baseline",
+        action="store_true",
+        help="also print a model-free baseline for the DNA sets: 1-4-mer frequencies + the same probe",
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     models = {"dna": args.dna, "protein": args.protein, "chem": args.chem}
@@ -141,13 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         domain, recipe, path, opts, shown = EVALUATIONS[name]
         model = models[domain]
-        if model is None:
+        if model is None and not (args.kmer_baseline and domain == "dna"):
             print(f"{name}: skipped (no --{domain} model)")
             continue
         recipe = recipes.get(name, recipe)
         path = chipseq_table(work) if path is None else path
         if args.max_rows:
             path = sample_rows(path, args.max_rows, work)
+        if args.kmer_baseline and domain == "dna":
+            baseline = kmer_baseline(path, opts)
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in baseline.items())
+            print(f"{name}: 1-4-mer frequencies + probe: {scores}")
+        if model is None:
+            continue
         started = time.perf_counter()
         out = args.out / name
         if recipe == "zeroshot":
