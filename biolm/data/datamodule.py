@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from biolm.configs.schema import DataConfig
-from biolm.data.genome import GenomeSource, TrainWindows, ValWindows
+from biolm.data.genome import GenomeSource, TrainWindows, ValWindows, stack_windows
 
 
 class DatasetModule(L.LightningDataModule):
@@ -55,7 +55,8 @@ class GenomeDataModule(DatasetModule):
         # Passed only when on, so that the plain DNA run does not depend on the option's existence.
         extra = {"rc_augment": True} if getattr(config, "rc_augment", False) else {}
         train_set = TrainWindows(source, config.seq_len, config.windows_per_epoch, seed, **extra)
-        super().__init__(train_set, ValWindows(source, config.seq_len, config.max_val_windows), config)
+        val_set = ValWindows(source, config.seq_len, config.max_val_windows)
+        super().__init__(train_set, val_set, config, collate=stack_windows)
         self.source = source
 
 

@@ -23,6 +23,7 @@ from biolm.data.markov import MarkovModel
 from biolm.data.packing import check_seq_len
 from biolm.errors import ConfigError, InputError
 from biolm.tokenizers import DNATokenizer, TokenizationError
+from biolm.tokenizers.base import PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,20 @@ def window_example(
     input_ids[1 : len(ids)] = ids[:-1]
     labels[: len(ids)] = np.where(source.base_codes(ids) >= 0, ids, IGNORE_INDEX)
     return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels)}
+
+
+def stack_windows(examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack `window_example`s into [B, S] and drop the trailing columns that are padding in every row.
+
+    Windows are `seq_len` long but a short record (or the end of one) gives a shorter window, padded:
+    a FASTA of many 200-500 bp sequences has a validation window of a few bases per record, and
+    computing all of `seq_len` for each cost 20x the work (seen: 6 of a 10-minute run). Only columns
+    with no input and no target go, so the causal loss is unchanged.
+    """
+    batch = {key: torch.stack([e[key] for e in examples]) for key in examples[0]}
+    used = (batch["input_ids"] != PAD_ID) | (batch["labels"] != IGNORE_INDEX)
+    width = int(used.any(0).nonzero().max()) + 1 if used.any() else 1
+    return {key: value[:, :width] for key, value in batch.items()}
 
 
 class TrainWindows(Dataset):

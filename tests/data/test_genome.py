@@ -166,3 +166,34 @@ def test_markov_nll_on_val_windows_matches_direct_computation(genome):
     log_p = model.log_probs()
     direct = -sum(log_p[codes[j - 2] * 4 + codes[j - 1], codes[j]] for j in range(2, len(codes)))
     assert n == 60 and math.isclose(nll, direct)
+
+
+def test_batches_of_short_windows_drop_only_all_padding_columns(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from biolm.data.genome import stack_windows, window_example
+    from biolm.models import BioLM, ModelConfig
+
+    rng = np.random.default_rng(0)
+    records = {f"r{i}": "".join(rng.choice(list("ACGT"), n)) for i, n in enumerate([300, 260, 420])}
+    source = GenomeSource(write_fasta(tmp_path / "short.fa", records), DNATokenizer(), 0.1)
+    val = ValWindows(source, seq_len=128)
+    examples = [val[i] for i in range(len(val))]
+    full = {key: torch.stack([e[key] for e in examples]) for key in examples[0]}
+    batch = stack_windows(examples)
+    longest = max(len(r) for r in source.val_regions)
+    assert batch["input_ids"].shape == (len(examples), longest) < full["input_ids"].shape
+    assert torch.equal(batch["labels"], full["labels"][:, :longest])
+    assert (full["labels"][:, longest:] == IGNORE_INDEX).all()
+
+    torch.manual_seed(0)
+    model = BioLM(ModelConfig(vocab_size=DNATokenizer().vocab_size, d_model=16, n_layers=2, num_heads=2))
+    losses = []
+    for b in (full, batch):
+        logits = model(b["input_ids"]).logits
+        losses.append(F.cross_entropy(logits.flatten(0, 1), b["labels"].flatten(), ignore_index=IGNORE_INDEX))
+    torch.testing.assert_close(losses[0], losses[1])
+    # Full-length windows are left as they are.
+    train = [window_example(source, Region("r2", 0, 128), 128)] * 2
+    assert stack_windows(train)["input_ids"].shape == (2, 128)
