@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from biolm.data.cache import RaggedView
 from biolm.data.chem import MoleculeSet, builtin_molecules_path, stored_molecule_sets
-from biolm.data.chem_dataset import MoleculeDataset, MoleculeEncoder, pad_batch
+from biolm.data.chem_dataset import MoleculeDataset, MoleculeEncoder
 from biolm.data.molsets import PackedSets
+from biolm.data.packing import pad_batch
 from biolm.errors import InputError
 from biolm.tokenizers import SmilesTokenizer
 

@@ -6,7 +6,7 @@ An example is a dict of int64 tensors of one length L (at most `seq_len`):
                        uses them without shifting (as genome windows do) and a masked task can
                        rebuild its own targets from `input_ids`.
     position_ids [L]   only for packed molecule sets (see `biolm.data.molsets`).
-`pad_batch` stacks examples into [B, S] tensors, S the longest example of the batch.
+`biolm.data.packing.pad_batch` stacks examples into [B, S] tensors, S the longest example of the batch.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from __future__ import annotations
 import array
 import warnings
 from collections import Counter
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from biolm.data.chem import ChemDataWarning, MoleculeSet, warn_skipped
+from biolm.data.packing import IGNORE_INDEX
 from biolm.errors import InputError
-from biolm.tokenizers import PAD_ID, SmilesTokenizer, TokenizationError, tokenize_smiles
+from biolm.tokenizers import SmilesTokenizer, TokenizationError, tokenize_smiles
 
-IGNORE_INDEX = -100
 UNKNOWN_POLICIES = ("error", "skip", "replace")
 
 
@@ -152,20 +151,6 @@ def molecule_example(ids: np.ndarray, bos_id: int, eos_id: int) -> dict[str, tor
     full = np.concatenate([[bos_id], ids, [eos_id]]).astype(np.int64)
     labels = np.concatenate([full[1:], [IGNORE_INDEX]]).astype(np.int64)
     return {"input_ids": torch.from_numpy(full), "labels": torch.from_numpy(labels)}
-
-
-def pad_batch(examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack examples into [B, S] tensors, S the longest example: `input_ids` padded with `<pad>` (0),
-    `labels` with IGNORE_INDEX, `position_ids` (if present) with 0."""
-    length = max(len(e["input_ids"]) for e in examples)
-    fill = {"input_ids": PAD_ID, "labels": IGNORE_INDEX, "position_ids": 0}
-    batch = {}
-    for key in examples[0]:
-        out = torch.full((len(examples), length), fill[key], dtype=torch.long)
-        for row, example in enumerate(examples):
-            out[row, : len(example[key])] = example[key]
-        batch[key] = out
-    return batch
 
 
 class MoleculeDataset(Dataset):

@@ -20,14 +20,13 @@ from tqdm.auto import tqdm
 
 from biolm.data.fasta import BUILTIN_GENOME, open_fasta
 from biolm.data.markov import MarkovModel
-from biolm.data.packing import check_seq_len
+from biolm.data.packing import IGNORE_INDEX, check_seq_len
 from biolm.errors import ConfigError, InputError
 from biolm.tokenizers import DNATokenizer, TokenizationError
 from biolm.tokenizers.base import PAD_ID
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label value that the loss skips (padding and unknown bases)
 _SCAN_BLOCK = 1 << 22  # bases read at a time when scanning a genome
 
 
