@@ -34,7 +34,7 @@ import numpy as np
 from biolm.evaluation.report import format_metric
 from biolm.evaluation.run import DataOptions, run_finetune, run_probe, run_zeroshot
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 CHIPSEQ = DATA / "dna" / "chipseq_oct4_mafk"
 
 # name: (domain, recipe, file, data options, metric shown in the summary)
