@@ -78,9 +78,11 @@ def _labelled(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("auto", "column", "random", "scaffold"),
+        choices=("auto", "column", "random", "scaffold", "scaffold-balanced"),
         default="auto",
-        help="auto: the file's split column if any, else random; scaffold: Bemis-Murcko (SMILES only)",
+        help="auto: the file's split column if any, else random; scaffold: Bemis-Murcko groups, largest "
+        "first, so test holds the rarest scaffolds (DeepChem/MoleculeNet, deterministic); "
+        "scaffold-balanced: Bemis-Murcko groups in a seeded random order (chemprop); both SMILES only",
     )
     parser.add_argument(
         "--fractions",
@@ -90,7 +92,12 @@ def _labelled(parser: argparse.ArgumentParser) -> None:
         help="split fractions for random/scaffold splits, and the valid share carved from a column "
         "split without validation rows (default: 0.8,0.1,0.1)",
     )
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the random split (default: 0)")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of the random and scaffold-balanced splits (default: 0)",
+    )
     parser.add_argument(
         "--seeds", type=_seeds, default=[0], help="comma-separated seeds; metrics are mean ± sd (default: 0)"
     )

@@ -60,6 +60,11 @@ def _describe_split(data: LabelledData, opts: DataOptions) -> str:
         return f"the file's column {column!r} (without valid rows: a share of train, seed {opts.split_seed})"
     if method == "scaffold":
         return f"Bemis-Murcko scaffold, largest scaffolds first, fractions {opts.fractions}"
+    if method == "scaffold-balanced":
+        return (
+            f"Bemis-Murcko scaffold groups in random order, fractions {opts.fractions}, "
+            f"seed {opts.split_seed}"
+        )
     return f"random, fractions {opts.fractions}, seed {opts.split_seed}"
 
 

@@ -1,4 +1,5 @@
-"""Train/valid/test splits: the file's own split column, a seeded random split, or a scaffold split."""
+"""Train/valid/test splits: the file's own split column, a seeded random split, or a scaffold split
+(deterministic, largest scaffolds first, or balanced: scaffold groups in a seeded random order)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from biolm.errors import InputError
 
 PARTS = ("train", "valid", "test")
-METHODS = ("auto", "column", "random", "scaffold")
+METHODS = ("auto", "column", "random", "scaffold", "scaffold-balanced")
 
 
 def check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -52,10 +53,7 @@ def scaffold_split(smiles: list[str], fractions: tuple[float, float, float]) -> 
     label, and ties broken the other way put only one class into valid and test (BBBP: all positive).
     """
     fractions = check_fractions(fractions)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(smiles):
-        groups[murcko_scaffold(s)].append(i)
-    ordered = sorted(groups.values(), key=lambda g: (len(g), g[0]), reverse=True)
+    ordered = sorted(scaffold_groups(smiles), key=lambda g: (len(g), g[0]), reverse=True)
     n = len(smiles)
     out = np.full(n, "test", dtype=object)
     limits = (fractions[0] * n, (fractions[0] + fractions[1]) * n)
@@ -67,6 +65,44 @@ def scaffold_split(smiles: list[str], fractions: tuple[float, float, float]) -> 
             out[group] = "valid"
         filled += len(group)
     return out.astype(str)
+
+
+def balanced_scaffold_split(
+    smiles: list[str], fractions: tuple[float, float, float], seed: int
+) -> np.ndarray:
+    """[n] part names with every Bemis-Murcko scaffold on one side only, groups in a seeded order.
+
+    The "balanced scaffold" split of chemprop and of GROVER-style benchmarks: groups too big for half
+    of the valid or test share go first, so they land in train; the other groups follow in a random
+    order (seeded). Each group goes to train while train has room, else to valid while valid has
+    room, else to test. Unlike `scaffold_split`, test is not the rarest scaffolds alone, and
+    different seeds give different splits (report mean and sd over split seeds).
+    """
+    fractions = check_fractions(fractions)
+    n = len(smiles)
+    sizes = (fractions[0] * n, fractions[1] * n, fractions[2] * n)
+    groups = scaffold_groups(smiles)
+    big = [g for g in groups if len(g) > sizes[1] / 2 or len(g) > sizes[2] / 2]
+    small = [g for g in groups if not (len(g) > sizes[1] / 2 or len(g) > sizes[2] / 2)]
+    rng = np.random.default_rng(seed)
+    order = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
+    out = np.full(n, "test", dtype=object)
+    filled = {"train": 0, "valid": 0}
+    for group in order:
+        for part, room in (("train", sizes[0]), ("valid", sizes[1])):
+            if filled[part] + len(group) <= room:
+                out[group] = part
+                filled[part] += len(group)
+                break
+    return out.astype(str)
+
+
+def scaffold_groups(smiles: list[str]) -> list[list[int]]:
+    """Row indices grouped by Bemis-Murcko scaffold, groups in order of first appearance."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(smiles):
+        groups[murcko_scaffold(s)].append(i)
+    return list(groups.values())
 
 
 def make_split(
@@ -83,10 +119,11 @@ def make_split(
 
     "auto" uses the file's split column when there is one, else a random split. A column without
     validation rows (e.g. MoleculeACE's train/test) gets a validation share of its training rows,
-    drawn with `seed` (fractions[1] / (fractions[0] + fractions[1]) of them).
+    drawn with `seed` (fractions[1] / (fractions[0] + fractions[1]) of them). "random" and
+    "scaffold-balanced" draw with `seed`; "scaffold" is deterministic.
 
     Raises:
-        InputError: an unknown method, "column" without a column, "scaffold" without SMILES, or a split
+        InputError: an unknown method, "column" without a column, a scaffold split without SMILES, or a split
             with no training or no test rows.
     """
     if method not in METHODS:
@@ -107,9 +144,12 @@ def make_split(
     else:
         if smiles is None:
             raise InputError(
-                f"{source}: --split scaffold needs SMILES (name the column with --sequence-column)"
+                f"{source}: --split {method} needs SMILES (name the column with --sequence-column)"
             )
-        out = scaffold_split(smiles, fractions)
+        if method == "scaffold":
+            out = scaffold_split(smiles, fractions)
+        else:
+            out = balanced_scaffold_split(smiles, fractions, seed)
     for part in ("train", "test"):
         if not np.any(out == part):
             raise InputError(f"{source}: the {method} split leaves no {part} rows ({n} rows)")
