@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from biolm.configs.schema import OptimConfig
+from biolm.data.packing import IGNORE_INDEX
 from biolm.models import BioLM, ModelConfig
 
-IGNORE_INDEX = -100
 log = logging.getLogger(__name__)
 
 
