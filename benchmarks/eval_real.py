@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--head-init", choices=("random", "probe"), default="random")
+    parser.add_argument("--lr-schedule", choices=("constant", "warmup-cosine"), default="constant")
     parser.add_argument("--rc-augment", action="store_true", help="DNA fine-tuning on both strands")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=args.max_steps,
                 batch_size=args.batch_size,
                 lr=args.lr,
+                lr_schedule=args.lr_schedule,
                 head_init=args.head_init,
                 **({"rc_augment": True} if args.rc_augment and domain == "dna" else {}),
             )

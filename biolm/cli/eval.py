@@ -131,6 +131,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     _labelled(ft)
     ft.add_argument("--head", choices=("linear", "mlp"), default="linear", help="head on the pooled state")
     ft.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4)")
+    ft.add_argument(
+        "--lr-schedule",
+        choices=("constant", "warmup-cosine"),
+        default="constant",
+        help="constant, or warmup-cosine: linear warm-up over the first 10%% of the planned steps "
+        "(max epochs x batches), then cosine decay to 0 (default: constant)",
+    )
     ft.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
     ft.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default: 16)")
     ft.add_argument("--max-epochs", type=int, default=10, help="epochs at most (default: 10)")
@@ -222,6 +229,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         head=args.head,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay,
         batch_size=args.batch_size,
         max_epochs=args.max_epochs,

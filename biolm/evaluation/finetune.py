@@ -31,9 +31,12 @@ from biolm.errors import ConfigError
 from biolm.evaluation.head_init import probe_as_linear, set_head
 from biolm.evaluation.metrics import PRIMARY, classification_metrics, regression_metrics, score_for_selection
 from biolm.models import BioLM
+from biolm.tasks.lr_schedule import warmup_cosine
 
 HEADS = ("linear", "mlp")
 HEAD_INITS = ("random", "probe")
+LR_SCHEDULES = ("constant", "warmup-cosine")
+WARMUP_FRACTION = 0.1  # of the planned steps (max_epochs x batches, or max_steps), for "warmup-cosine"
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +86,9 @@ class FineTuneTask(L.LightningModule):
         n_outputs: number of classes, or 1 for regression.
         head: "linear" or "mlp" (one hidden layer of d_model, GELU).
         lr, weight_decay: AdamW settings.
+        lr_schedule: "constant", or "warmup-cosine": linear warm-up over the first WARMUP_FRACTION of
+            the planned steps, then cosine decay to 0 at the last planned step (early stopping may
+            end the run before).
         target_mean, target_sd: regression targets are standardised with these for the loss;
             predictions are returned in the original units.
         rc_table: DNA: [vocab] id -> complement id. Training rows are then reverse-complemented at
@@ -100,6 +106,7 @@ class FineTuneTask(L.LightningModule):
         head: str = "linear",
         lr: float = 1e-4,
         weight_decay: float = 0.01,
+        lr_schedule: str = "constant",
         target_mean: float = 0.0,
         target_sd: float = 1.0,
         rc_table: torch.Tensor | None = None,
@@ -115,7 +122,7 @@ class FineTuneTask(L.LightningModule):
             self.head = torch.nn.Sequential(
                 torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, n_outputs)
             )
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr, self.weight_decay, self.lr_schedule = lr, weight_decay, lr_schedule
         self.target_mean, self.target_sd = target_mean, target_sd
         # Not a buffer: the complement table is the tokenizer's, not a weight to checkpoint.
         self.rc_table = rc_table
@@ -196,7 +203,13 @@ class FineTuneTask(L.LightningModule):
         return self(batch["input_ids"], batch["lengths"])
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = warmup_cosine(max(1, round(WARMUP_FRACTION * total)), total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def evaluate_outputs(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
@@ -219,6 +232,7 @@ def finetune(
     head: str = "linear",
     lr: float = 1e-4,
     weight_decay: float = 0.01,
+    lr_schedule: str = "constant",
     batch_size: int = 16,
     max_epochs: int = 10,
     max_steps: int = -1,
@@ -235,16 +249,19 @@ def finetune(
             (fitted on the train rows' pooled states, strength chosen on the valid rows; linear head).
         rc_augment: DNA models: train on random strands, validate and predict on both (see
             `FineTuneTask`'s `rc_table`).
+        lr_schedule: "constant" or "warmup-cosine" (see `FineTuneTask`).
 
     Returns:
         Test outputs: [N, K] class probabilities or [N] predictions.
 
     Raises:
-        ConfigError: an unknown head_init, a probe start for the mlp head, or rc_augment without a
-            DNA model.
+        ConfigError: an unknown head_init or lr_schedule, a probe start for the mlp head, or
+            rc_augment without a DNA model.
     """
     if head_init not in HEAD_INITS:
         raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if head_init == "probe" and head != "linear":
         raise ConfigError("a probe start (head_init 'probe') needs the linear head, not 'mlp'")
     tok = backbone.tokenizer
@@ -262,6 +279,7 @@ def finetune(
         head=head,
         lr=lr,
         weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
         target_mean=mean,
         target_sd=sd,
         rc_table=torch.tensor(tok.complement_table) if rc_augment else None,

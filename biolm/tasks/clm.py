@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import math
 
 import lightning as L
 import torch
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from biolm.configs.schema import OptimConfig
 from biolm.data.packing import IGNORE_INDEX
 from biolm.models import BioLM, ModelConfig
+from biolm.tasks.lr_schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,7 @@ class CausalLMTask(L.LightningModule):
             lr=self.optim.lr,
             betas=(self.optim.beta1, self.optim.beta2),
         )
-        warmup, total, floor = self.optim.warmup_steps, max(self.max_steps, 1), self.optim.min_lr_ratio
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
+        schedule = warmup_cosine(self.optim.warmup_steps, self.max_steps, self.optim.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -199,3 +199,26 @@ def test_finetune_options_that_do_not_fit_the_model_are_config_errors(tmp_path):
         finetune(load(path), "classification", 2, rows, rows, rows, head="mlp", head_init="probe")
     with pytest.raises(ConfigError, match="head_init must be one of"):
         finetune(load(path), "classification", 2, rows, rows, rows, head_init="zeros")
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        finetune(load(path), "classification", 2, rows, rows, rows, lr_schedule="linear")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "warmup-cosine"])
+def test_the_learning_rate_follows_the_schedule_over_the_planned_steps(tmp_path, monkeypatch, schedule):
+    from biolm.tasks.lr_schedule import warmup_cosine
+
+    path = tiny_model_dir(tmp_path / "m")
+    tok = load(path).tokenizer
+    ids = [tok.encode(s) for s in ["MKTAY", "MKW", "AYIAKQ", "WWKT"] * 5]
+    y = np.array([0, 1, 0, 1] * 5)
+    seen = []
+
+    def record_lr(self, batch, batch_idx):
+        seen.append(self.optimizers().param_groups[0]["lr"])
+
+    monkeypatch.setattr(FineTuneTask, "on_train_batch_start", record_lr)
+    options = dict(lr=1e-2, batch_size=4, max_epochs=2, patience=5, lr_schedule=schedule, progress=False)
+    finetune(load(path), "classification", 2, (ids, y), (ids[:4], y[:4]), (ids[:4], y[:4]), **options)
+    # 20 rows in batches of 4, 2 epochs: 10 planned steps; warm-up 10 % of them, one step.
+    factors = [warmup_cosine(1, 10)(step) for step in range(10)] if schedule != "constant" else [1.0] * 10
+    assert seen == pytest.approx([1e-2 * f for f in factors])
