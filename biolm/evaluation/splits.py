@@ -81,9 +81,9 @@ def balanced_scaffold_split(
     fractions = check_fractions(fractions)
     n = len(smiles)
     sizes = (fractions[0] * n, fractions[1] * n, fractions[2] * n)
-    groups = scaffold_groups(smiles)
-    big = [g for g in groups if len(g) > sizes[1] / 2 or len(g) > sizes[2] / 2]
-    small = [g for g in groups if not (len(g) > sizes[1] / 2 or len(g) > sizes[2] / 2)]
+    big, small = [], []
+    for group in scaffold_groups(smiles):
+        (big if len(group) > min(sizes[1], sizes[2]) / 2 else small).append(group)
     rng = np.random.default_rng(seed)
     order = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
     out = np.full(n, "test", dtype=object)
