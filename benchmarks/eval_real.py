@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from biolm.evaluation.finetune import HEAD_INITS, LR_SCHEDULES
 from biolm.evaluation.report import format_metric
 from biolm.evaluation.run import DataOptions, run_finetune, run_probe, run_zeroshot
 
@@ -157,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=-1, help="fine-tuning steps at most")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--head-init", choices=("random", "probe"), default="random")
-    parser.add_argument("--lr-schedule", choices=("constant", "warmup-cosine"), default="constant")
+    parser.add_argument("--head-init", choices=HEAD_INITS, default="random")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
     parser.add_argument("--rc-augment", action="store_true", help="DNA fine-tuning on both strands")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(

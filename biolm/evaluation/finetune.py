@@ -255,13 +255,17 @@ def finetune(
         Test outputs: [N, K] class probabilities or [N] predictions.
 
     Raises:
-        ConfigError: an unknown head_init or lr_schedule, a probe start for the mlp head, or
-            rc_augment without a DNA model.
+        ConfigError: an unknown head_init or lr_schedule, a decaying schedule without a step or
+            epoch limit, a probe start for the mlp head, or rc_augment without a DNA model.
     """
     if head_init not in HEAD_INITS:
         raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if lr_schedule != "constant" and max_epochs < 0 and max_steps < 0:
+        raise ConfigError(
+            f"lr_schedule {lr_schedule!r} decays over the planned steps: set max_epochs or max_steps"
+        )
     if head_init == "probe" and head != "linear":
         raise ConfigError("a probe start (head_init 'probe') needs the linear head, not 'mlp'")
     tok = backbone.tokenizer

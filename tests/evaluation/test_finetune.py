@@ -201,6 +201,10 @@ def test_finetune_options_that_do_not_fit_the_model_are_config_errors(tmp_path):
         finetune(load(path), "classification", 2, rows, rows, rows, head_init="zeros")
     with pytest.raises(ConfigError, match="lr_schedule must be one of"):
         finetune(load(path), "classification", 2, rows, rows, rows, lr_schedule="linear")
+    with pytest.raises(ConfigError, match="set max_epochs or max_steps"):
+        finetune(
+            load(path), "classification", 2, rows, rows, rows, lr_schedule="warmup-cosine", max_epochs=-1
+        )
 
 
 @pytest.mark.parametrize("schedule", ["constant", "warmup-cosine"])
