@@ -86,7 +86,13 @@ def cluster_alignment(rows: list[str], identity: float, seed: int = 0) -> list[l
     return clusters
 
 
-def prepare_protein(work: Path, cluster_identity: float | None = None, min_cluster: int = 3) -> Path:
+def prepare_protein(
+    work: Path,
+    cluster_identity: float | None = None,
+    min_cluster: int = 3,
+    held_out_clusters: int = 0,
+    min_held_out_size: int = 48,
+) -> Path:
     """Write the training families without any seed-alignment sequence; returns the directory.
 
     Left out of a training family: any sequence equal to a seed member of any family, and any that
@@ -97,6 +103,11 @@ def prepare_protein(work: Path, cluster_identity: float | None = None, min_clust
     identity over aligned columns) and every cluster of at least `min_cluster` members is written as a
     family of its own. With four whole families a model can learn each family by heart and never
     needs its context; with thousands of clusters the context is what tells which one a pack is from.
+
+    With `held_out_clusters` (clusters only), that many clusters of each source with at least
+    `min_held_out_size` members (chosen with a fixed seed) are written to `<directory>_heldout/`
+    instead: held-out members of the training families, for the in-context gain curve (48 members
+    leave 16 to score and 32 for the context).
     """
     from biolm.data.protein_io import clean_sequence
 
@@ -106,8 +117,12 @@ def prepare_protein(work: Path, cluster_identity: float | None = None, min_clust
     }
     every_seed = {seq for members in seeds.values() for seq in members}
     out = work / ("protein_train" if cluster_identity is None else f"protein_clusters_{cluster_identity:g}")
-    shutil.rmtree(out, ignore_errors=True)
+    held = out.with_name(out.name + "_heldout")
+    for folder in (out, held):
+        shutil.rmtree(folder, ignore_errors=True)
     out.mkdir(parents=True)
+    if held_out_clusters:
+        held.mkdir()
     sources = {path: path.name.split(".")[0] for path in sorted((PROTEIN / "pfam_full").glob("*.fasta.gz"))}
     sources[PROTEIN / "blat" / "BLAT_ECOLX_ColabFold_2202.a3m.gz"] = "PF13354"
     for source, family in sources.items():
@@ -132,8 +147,11 @@ def prepare_protein(work: Path, cluster_identity: float | None = None, min_clust
             else cluster_alignment(rows, cluster_identity)
         )
         kept = [g for g in groups if len(g) >= min_cluster or cluster_identity is None]
+        big = [i for i, g in enumerate(kept) if len(g) >= min_held_out_size]
+        chosen = np.random.default_rng(0).permutation(big)[:held_out_clusters] if cluster_identity else []
+        held_set = {int(i) for i in chosen}
         for index, group in enumerate(kept):
-            target = out / (
+            target = (held if index in held_set else out) / (
                 f"{stem}.fasta.gz" if cluster_identity is None else f"{stem}_c{index:05d}.fasta.gz"
             )
             with gzip.open(target, "wt") as handle:
@@ -147,6 +165,11 @@ def prepare_protein(work: Path, cluster_identity: float | None = None, min_clust
                 if cluster_identity is None
                 else f"; {len(groups):,} clusters at {cluster_identity:.0%} identity, {len(kept):,} of at "
                 f"least {min_cluster} members written ({in_kept:,} proteins)"
+                + (
+                    f", {len(held_set)} of them held out ({sum(len(kept[i]) for i in held_set):,} proteins)"
+                    if held_set
+                    else ""
+                )
             )
         )
     return out
@@ -221,7 +244,9 @@ def eval_moses(args: argparse.Namespace) -> None:
 
 
 STAGES = {
-    "prepare-protein": lambda args: prepare_protein(args.work, args.cluster_identity),
+    "prepare-protein": lambda args: prepare_protein(
+        args.work, args.cluster_identity, held_out_clusters=args.held_out_clusters
+    ),
     "prepare-chem": lambda args: prepare_chem(args.work),
     "eval-protein": eval_protein,
     "eval-chem": eval_chem,
@@ -238,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model directory (eval stages)")
     parser.add_argument(
         "--cluster-identity", type=float, help="prepare-protein: one training family per cluster of homologs"
+    )
+    parser.add_argument(
+        "--held-out-clusters",
+        type=int,
+        default=0,
+        help="prepare-protein with --cluster-identity: clusters of each source (>= 48 members) written to "
+        "<dir>_heldout/ instead of training",
     )
     parser.add_argument("--out", type=Path, help="report directory (default: WORK/reports/<domain>)")
     parser.add_argument("--num-samples", type=int, help="samples per family / set (or unconditional, MOSES)")

@@ -24,6 +24,28 @@ Examples:
 """
 
 
+ZEROSHOT_DESCRIPTION = """\
+Score every variant of a ProteinGym-style CSV (mutant,mutated_sequence,DMS_score) by
+log-likelihood(mutant) - log-likelihood(wild type): the whole-sequence likelihood for causal models,
+the masked marginal at the mutated positions for bidirectional ones. The wild type is reconstructed
+from the mutants and checked. Reports Spearman against DMS_score (and AUROC with DMS_score_bin).
+
+With --context MSA (A3M, aligned FASTA or Stockholm; its first record is the wild type) a causal model
+first reads homologs of the wild type, gaps removed, drawn with a seed up to --context-tokens, laid out
+as in in-context training (<bos> h1 <sep> ... hk <sep>). Each context is read once, in constant memory,
+and its state reused for every variant; replicates draw other homologs and are averaged.
+
+With an MSA (--context or --msa) the report also gives the site-independent model of that MSA
+(per-column amino-acid frequencies of the query's match columns, sequence weights, pseudo-counts) and
+the ensemble w x model + (1 - w) x site-independent, and scores.tsv holds every variant's scores.
+
+Examples:
+  biolm eval zeroshot runs/protein/model BLAT_ECOLX_Jacquier_2013.csv --out reports/blat
+  biolm eval zeroshot runs/protein_context/model BLAT_ECOLX_Jacquier_2013.csv \\
+      --context BLAT_ECOLX_ColabFold_2202.a3m.gz --replicates 4 --out reports/blat_context
+"""
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -161,17 +183,73 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     zs = recipes.add_parser(
         "zeroshot",
         help="zero-shot variant-effect scores of a mutational scan",
-        description="Score every variant of a ProteinGym-style CSV (mutant,mutated_sequence,DMS_score) by "
-        "log-likelihood(mutant) - log-likelihood(wild type): the whole-sequence likelihood for causal "
-        "models, the masked marginal at the mutated positions for bidirectional ones. The wild type is "
-        "reconstructed from the mutants and checked. Reports Spearman against DMS_score.",
+        description=ZEROSHOT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(zs, "ProteinGym-style CSV: mutant (e.g. H24C or A1B:C3D), mutated_sequence, DMS_score")
+    _zeroshot_options(zs)
     zs.set_defaults(run=run_zeroshot)
 
     from biolm.cli import eval_generation
 
     eval_generation.add_parser(recipes)
+
+
+def _zeroshot_options(parser: argparse.ArgumentParser) -> None:
+    context = parser.add_argument_group("homolog context (causal protein models)")
+    context.add_argument(
+        "--context", type=Path, metavar="MSA", help="score every variant after homologs of this MSA"
+    )
+    context.add_argument(
+        "--context-tokens",
+        type=int,
+        default=2048,
+        help="most tokens of one context, <bos> and <sep>s included (default: 2048, the training length "
+        "of the in-context recipes; a recurrent model reads more in constant memory)",
+    )
+    context.add_argument(
+        "--replicates",
+        type=int,
+        default=1,
+        help="contexts drawn with seeds S, S+1, ...; scores averaged (default: 1)",
+    )
+    context.add_argument(
+        "--context-seed", type=int, default=0, help="seed S of the first context (default: 0)"
+    )
+    context.add_argument(
+        "--max-identity",
+        type=float,
+        help="leave out homologs at least this identical to the wild type, e.g. 0.95 (copies of the wild "
+        "type are always left out)",
+    )
+    context.add_argument("--max-members", type=int, help="at most this many homologs per context")
+    context.add_argument(
+        "--score",
+        choices=("causal", "fim"),
+        default="causal",
+        help="causal: log-likelihood ratio of the whole variant after the context; fim: for models "
+        "trained with fill-in-the-middle, the mutated position masked, log p(mut) - log p(wt) there "
+        "(default: causal)",
+    )
+    baseline = parser.add_argument_group("site-independent baseline and ensemble")
+    baseline.add_argument(
+        "--msa", type=Path, help="MSA of the site-independent baseline (default: the --context MSA)"
+    )
+    baseline.add_argument(
+        "--weight-identity",
+        type=float,
+        default=0.8,
+        help="sequence weights: 1 / neighbours at least this identical (default: 0.8)",
+    )
+    baseline.add_argument(
+        "--pseudocount", type=float, default=0.5, help="pseudo-count per amino acid and column (default: 0.5)"
+    )
+    baseline.add_argument(
+        "--ensemble-weight",
+        type=float,
+        default=0.5,
+        help="w of the ensemble w x model + (1 - w) x site-independent (default: 0.5)",
+    )
 
 
 def _data_options(args: argparse.Namespace):
@@ -243,8 +321,34 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
+    from biolm.errors import InputError
+    from biolm.evaluation.run import BaselineOptions
     from biolm.evaluation.run import run_zeroshot as zeroshot
 
-    metrics = zeroshot(args.model_dir, args.data, args.out, device=args.device, progress=not args.no_progress)
+    context = None
+    if args.context is not None:
+        from biolm.evaluation.zeroshot_context import ContextOptions
+
+        context = ContextOptions(
+            args.context,
+            token_budget=args.context_tokens,
+            replicates=args.replicates,
+            seed=args.context_seed,
+            max_identity=args.max_identity,
+            max_members=args.max_members,
+            score=args.score,
+        )
+    elif args.score != "causal" or args.max_identity is not None or args.max_members is not None:
+        raise InputError("--score, --max-identity and --max-members apply to scoring with --context MSA")
+    baseline = BaselineOptions(args.msa, args.weight_identity, args.pseudocount, args.ensemble_weight)
+    metrics = zeroshot(
+        args.model_dir,
+        args.data,
+        args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        context=context,
+        baseline=baseline,
+    )
     _print(args.out, metrics)
     return 0

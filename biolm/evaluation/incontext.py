@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.inference.decoding import map_state
+from biolm.inference.decoding import repeat_state
 from biolm.inference.generate import check_can_generate
 from biolm.models import BioLM
 from biolm.tokenizers.base import BOS_ID, PAD_ID, SEP_ID
@@ -71,7 +71,7 @@ def score_targets(
         for r, t in enumerate(rows):
             ids[r, : len(t)] = torch.as_tensor(np.asarray(t, dtype=np.int64))
         positions = torch.arange(1, width + 1).expand(n, width)
-        batch_state = map_state(state, lambda s, n=n: s.expand(n, *s.shape[1:]).contiguous())
+        batch_state = repeat_state(state, n)
         # Right padding cannot change earlier positions of a causal model; padded targets are masked.
         step = model(ids.to(device), state=batch_state, position_ids=positions.to(device)).logits
         predicted = torch.cat([logits.to(step)[None, None].expand(n, 1, -1), step[:, :-1]], dim=1)

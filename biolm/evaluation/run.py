@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from biolm.errors import InputError
 from biolm.evaluation.labelled import LabelledData, read_labelled
 from biolm.evaluation.metrics import regression_metrics, summarize
 from biolm.evaluation.report import Plot, roc_plot, scatter_plot, write_report
@@ -203,30 +204,124 @@ def run_finetune(
     return metrics
 
 
-def run_zeroshot(model_dir, scan_path, out_dir, *, device="cpu", progress=True) -> dict:
-    """Zero-shot scores of every variant of a deep mutational scan; returns the metrics summary."""
-    from biolm.evaluation.zeroshot import read_scan, score_scan
-    from biolm.models.io import load
+@dataclass
+class BaselineOptions:
+    """The site-independent model beside a zero-shot score (`biolm.evaluation.site_independent`).
 
-    started = time.perf_counter()
-    scan = read_scan(scan_path)
-    model = load(model_dir, device=device)
-    scores, method = score_scan(model, scan, progress=progress)
+    Attributes:
+        msa: its MSA (None: no baseline, unless a context MSA is given, which is then used).
+        identity: sequence weights count neighbours at least this identical.
+        pseudocount: per amino acid and column.
+        ensemble_weight: w in the ensemble score w * model + (1 - w) * site-independent (both are
+            log-likelihood ratios in nats).
+    """
+
+    msa: str | Path | None = None
+    identity: float = 0.8
+    pseudocount: float = 0.5
+    ensemble_weight: float = 0.5
+
+
+def _dms_metrics(scan, scores: np.ndarray) -> dict[str, float]:
     result = {"spearman": regression_metrics(scan.scores, scores)["spearman"]}
     if scan.bins is not None and len(np.unique(scan.bins)) == 2:
         # ProteinGym's second metric: how well the score separates functional (bin 1) variants.
         result["auroc"] = float(roc_auc_score(scan.bins, scores))
-    metrics = summarize([result])
+    return result
+
+
+def run_zeroshot(
+    model_dir,
+    scan_path,
+    out_dir,
+    *,
+    device="cpu",
+    progress=True,
+    context=None,
+    baseline: BaselineOptions | None = None,
+) -> dict:
+    """Zero-shot scores of every variant of a deep mutational scan; returns the metrics summary.
+
+    Args:
+        context: `biolm.evaluation.zeroshot_context.ContextOptions` to score after homologs, or None.
+        baseline: the site-independent model and the ensemble; with a context its MSA is the default.
+
+    The report has the model's metrics, then (with an MSA) `site_independent_*` and `ensemble_*`, and
+    `scores.tsv` with every variant's scores.
+    """
+    from biolm.evaluation.zeroshot import read_scan, score_scan
+    from biolm.models.io import load
+
+    started = time.perf_counter()
+    baseline = baseline or BaselineOptions()
+    if not 0 <= baseline.ensemble_weight <= 1:
+        raise InputError(f"--ensemble-weight must be in [0, 1], got {baseline.ensemble_weight}")
+    scan = read_scan(scan_path)
+    model = load(model_dir, device=device)
     facts = {
         "model": str(model_dir),
         "data": scan.source,
-        "variants scored": len(scores),
+        "variants scored": len(scan.mutants),
         "wild type length": len(scan.wild_type),
-        "score": method,
-        "wall time": f"{time.perf_counter() - started:.1f} s",
     }
+    per_replicate = []
+    if context is not None:
+        from biolm.evaluation.zeroshot_context import score_scan_in_context
+
+        scored = score_scan_in_context(model, scan, context, progress=progress)
+        scores, method = scored.scores, scored.method
+        pool = scored.homologs
+        facts["context"] = f"{pool.source}: {len(pool.ids):,} usable homologs of {pool.total:,} records" + (
+            "; left out " + ", ".join(f"{n:,} {why}" for why, n in pool.dropped.items())
+            if pool.dropped
+            else ""
+        )
+        facts["context per replicate"] = ", ".join(
+            f"{m:,} homologs / {t:,} tokens" for m, t in zip(scored.members, scored.tokens, strict=True)
+        )
+        per_replicate = [_dms_metrics(scan, row) for row in scored.replicates]
+    else:
+        scores, method = score_scan(model, scan, progress=progress)
+    facts["score"] = method
+    result = _dms_metrics(scan, scores)
+    columns = {"model": scores}
+    msa = baseline.msa if baseline.msa is not None else (context.path if context is not None else None)
+    if msa is not None:
+        from biolm.evaluation.site_independent import site_independent_scores
+
+        independent, fitted = site_independent_scores(
+            msa, scan, identity=baseline.identity, pseudocount=baseline.pseudocount
+        )
+        w = baseline.ensemble_weight
+        ensemble = w * scores + (1 - w) * independent
+        columns.update({"site_independent": independent, "ensemble": ensemble})
+        result.update({f"site_independent_{k}": v for k, v in _dms_metrics(scan, independent).items()})
+        result.update({f"ensemble_{k}": v for k, v in _dms_metrics(scan, ensemble).items()})
+        facts["site-independent model"] = (
+            f"{msa}: {fitted.effective_sequences:.1f} effective sequences (weights at "
+            f"{baseline.identity:.0%} identity), pseudo-count {baseline.pseudocount}"
+        )
+        facts["ensemble"] = f"{w:g} x model + {1 - w:g} x site-independent"
+    metrics = summarize([result])
+    if len(per_replicate) > 1:
+        # The spread of single contexts, beside the score of their mean above.
+        metrics.update({f"replicate_{k}": v for k, v in summarize(per_replicate).items()})
+    facts["wall time"] = f"{time.perf_counter() - started:.1f} s"
     rho = result["spearman"]
     title = f"Spearman {rho:.3f}" if not math.isnan(rho) else "Spearman n/a"
     plots = {"score_vs_dms": scatter_plot(scan.scores, scores, "DMS_score", "model score", title)}
-    write_report(out_dir, "biolm eval zeroshot", facts, metrics, plots, {"variants": len(scores)})
+    header = "mutant\tDMS_score\t" + "\t".join(columns)
+    lines = [
+        "\t".join([mutant, f"{dms:g}", *(f"{columns[c][v]:.6g}" for c in columns)])
+        for v, (mutant, dms) in enumerate(zip(scan.mutants, scan.scores, strict=True))
+    ]
+    write_report(
+        out_dir,
+        "biolm eval zeroshot",
+        facts,
+        metrics,
+        plots,
+        {"variants": len(scores)},
+        files={"scores.tsv": "\n".join([header, *lines]) + "\n"},
+    )
     return metrics

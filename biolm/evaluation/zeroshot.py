@@ -109,7 +109,9 @@ def read_scan(path: str | os.PathLike) -> Scan:
     )
 
 
-def _encode(model: BioLM, sequence: str, record: str, source: str) -> np.ndarray:
+def encode_sequence(model: BioLM, sequence: str, record: str, source: str) -> np.ndarray:
+    """[L] token ids of a scan's sequence; a residue the tokenizer cannot read is an InputError naming
+    the file and `record` (e.g. `line 12`)."""
     try:
         return model.tokenizer.encode(sequence, record=record)
     except TokenizationError as err:
@@ -179,19 +181,29 @@ def masked_log_probs(
 
 def score_scan(model: BioLM, scan: Scan, *, progress: bool = False) -> tuple[np.ndarray, str]:
     """([N] scores, method name) of every variant of `scan`, as described in the module docstring."""
-    wt_ids = _encode(model, scan.wild_type, "wild type", scan.source)
+    wt_ids = encode_sequence(model, scan.wild_type, "wild type", scan.source)
     if not model.config.stateless:
         ids = [
-            _encode(model, s, f"line {n}", scan.source)
+            encode_sequence(model, s, f"line {n}", scan.source)
             for s, n in zip(scan.sequences, scan.lines, strict=True)
         ]
         ll = causal_log_likelihoods(model, [wt_ids, *ids], progress=progress)
         return ll[1:] - ll[0], "log-likelihood ratio (causal)"
-    positions = sorted({pos for muts in scan.mutations for _, pos, _ in muts})
-    logp = masked_log_probs(model, wt_ids, positions, progress=progress)
+    logp = masked_log_probs(model, wt_ids, mutated_positions(scan), progress=progress)
+    return marginal_scores(model, scan, logp), "masked marginal"
+
+
+def mutated_positions(scan: Scan) -> list[int]:
+    """The 1-based wild-type positions that some variant of `scan` mutates, in order."""
+    return sorted({pos for muts in scan.mutations for _, pos, _ in muts})
+
+
+def marginal_scores(model: BioLM, scan: Scan, logp: dict[int, np.ndarray]) -> np.ndarray:
+    """[N] sum over each variant's mutations of log p_i(mutant) - log p_i(wild type), from per-position
+    log-probabilities {1-based position: [vocab]} (a masked or fill-in-the-middle marginal)."""
     scores = np.zeros(len(scan.mutations))
     for v, (muts, line) in enumerate(zip(scan.mutations, scan.lines, strict=True)):
         for wt, pos, mt in muts:
-            pair = _encode(model, wt + mt, f"line {line}", scan.source)
+            pair = encode_sequence(model, wt + mt, f"line {line}", scan.source)
             scores[v] += logp[pos][pair[1]] - logp[pos][pair[0]]
-    return scores, "masked marginal"
+    return scores

@@ -160,7 +160,7 @@ def _decode_batch(
     """Decode the samples numbered `rows` from the prefilled state; see `decode`."""
     n = len(rows)
     device = next(model.parameters()).device
-    state = map_state(prefilled.state, lambda t: t.expand(n, *t.shape[1:]).contiguous())
+    state = repeat_state(prefilled.state, n)
     logits = prefilled.logits[None].expand(n, -1)
     position = torch.full((n,), prefilled.position, dtype=torch.long)
     streams = SampleStreams(seed, rows)
@@ -203,6 +203,11 @@ def map_state(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(state, (list, tuple)):
         return type(state)(map_state(s, fn) for s in state)
     return state
+
+
+def repeat_state(state: Any, n: int) -> Any:
+    """A batch-1 model state repeated to batch n (copies, so that each row can advance on its own)."""
+    return map_state(state, lambda t: t.expand(n, *t.shape[1:]).contiguous())
 
 
 def state_numel(state: Any) -> int:

@@ -1,0 +1,292 @@
+"""Homolog-conditioned zero-shot scores: a causal model reads homologs of the wild type first.
+
+The context is the in-context training layout (`biolm.data.packing.pack_members`):
+`<bos> h1 <sep> h2 <sep> ... hk <sep>`, positions restarting at 0 on each delimiter, and every variant
+is then read as the next member. The homologs come from an MSA (A3M, aligned FASTA or Stockholm,
+gzip fine), gaps removed, in a seeded random order, as many as fit a token budget; copies of the wild
+type are always left out (a model could otherwise copy the wild type), and with `max_identity` so are
+homologs at least that identical to it over the query's match columns.
+
+The context is read once per replicate, in pieces of `prefill_tokens` with the recurrent state passed
+on, so memory does not grow with the context length; its state is then expanded over a batch of
+variants (`biolm.evaluation.incontext.score_targets`). Two scores:
+
+- `causal`: log p(variant, <sep> | context) - log p(wild type, <sep> | context), the whole member's
+  likelihood and the delimiter that ends it, as a member ends inside a training pack;
+- `fim` (models trained with fill-in-the-middle, the Prot-xLSTM protocol): for each mutated position
+  i, the member `x_<i <fim_1> x_>i <fim_1>` after the context gives p(x_i | context, rest of the wild
+  type); the score is the sum over mutations of log p(mutant_i) - log p(wild-type_i).
+
+Replicates draw different homologs (seeds `seed`, `seed + 1`, ...) and their scores are averaged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from biolm.errors import InputError
+from biolm.evaluation.incontext import context_chunks, score_targets
+from biolm.evaluation.zeroshot import Scan, encode_sequence, marginal_scores, mutated_positions
+from biolm.inference.decoding import repeat_state
+from biolm.models import BioLM
+from biolm.tokenizers import TokenizationError
+from biolm.tokenizers.base import SEP_ID
+
+DEFAULT_CONTEXT_TOKENS = 2048
+DEFAULT_PREFILL_TOKENS = 4096
+SCORES = ("causal", "fim")
+
+
+@dataclass
+class ContextOptions:
+    """How a homolog context is drawn and read.
+
+    Attributes:
+        path: the MSA.
+        token_budget: the most context tokens (`<bos>` and every `<sep>` included).
+        replicates: contexts drawn (different homologs); their scores are averaged.
+        seed: seed of the first replicate (replicate r uses seed + r).
+        max_identity: leave out homologs at least this identical to the wild type (None: only exact
+            copies are left out).
+        max_members: at most this many homologs per context (None: as many as fit).
+        prefill_tokens: tokens read per forward pass while prefilling (bounds the memory).
+        score: "causal" or "fim" (see the module docstring).
+    """
+
+    path: str | os.PathLike
+    token_budget: int = DEFAULT_CONTEXT_TOKENS
+    replicates: int = 1
+    seed: int = 0
+    max_identity: float | None = None
+    max_members: int | None = None
+    prefill_tokens: int = DEFAULT_PREFILL_TOKENS
+    score: str = "causal"
+
+    def check(self) -> None:
+        if self.token_budget < 3:
+            raise InputError(
+                f"--context-tokens must be at least 3 (<bos>, a residue, <sep>), got {self.token_budget}"
+            )
+        if self.replicates < 1:
+            raise InputError(f"--replicates must be at least 1, got {self.replicates}")
+        if self.max_identity is not None and not 0 < self.max_identity <= 1:
+            raise InputError(f"--max-identity must be in (0, 1], got {self.max_identity}")
+        if self.max_members is not None and self.max_members < 1:
+            raise InputError(f"--max-members must be at least 1, got {self.max_members}")
+        if self.prefill_tokens < 1:
+            raise InputError(f"prefill_tokens must be at least 1, got {self.prefill_tokens}")
+        if self.score not in SCORES:
+            raise InputError(f"unknown context score {self.score!r}; expected one of {', '.join(SCORES)}")
+
+
+@dataclass
+class Homologs:
+    """The usable homologs of an MSA for a context, as token ids, with what was left out."""
+
+    source: str
+    ids: list[np.ndarray]
+    total: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ContextScores:
+    """Scores of a scan's variants after homolog contexts.
+
+    Attributes:
+        scores: [N] mean over replicates.
+        replicates: [R, N] per replicate.
+        members: [R] homologs in each replicate's context.
+        tokens: [R] context tokens of each replicate.
+        homologs: the pool they were drawn from.
+        method: a one-line description for the report.
+    """
+
+    scores: np.ndarray
+    replicates: np.ndarray
+    members: list[int]
+    tokens: list[int]
+    homologs: Homologs
+    method: str
+
+
+def read_homologs(options: ContextOptions, scan: Scan, tokenizer) -> Homologs:
+    """The MSA's homologs as token ids (gaps removed), without copies of the wild type.
+
+    Raises:
+        InputError: as `biolm.evaluation.site_independent.read_alignment` and `check_query` (naming the
+            file and the record), a residue the tokenizer cannot read, or no homolog left.
+    """
+    from biolm.evaluation.site_independent import check_query, identity_to_query, read_alignment
+
+    path = Path(options.path)
+    alignment = check_query(read_alignment(path), scan.wild_type)
+    identity = identity_to_query(alignment) if options.max_identity is not None else None
+    seen: set[str] = set()
+    ids, n_wild_type, n_identical, n_duplicate = [], 0, 0, 0
+    for index, (name, seq) in enumerate(zip(alignment.names, alignment.sequences, strict=True)):
+        if seq == scan.wild_type:
+            n_wild_type += 1
+            continue
+        if identity is not None and identity[index] >= options.max_identity:
+            n_identical += 1
+            continue
+        if seq in seen:
+            n_duplicate += 1
+            continue
+        seen.add(seq)
+        try:
+            ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
+        except TokenizationError as err:
+            raise InputError(f"{path}: {err} (after removing gaps)") from None
+    dropped = {"copies of the wild type": n_wild_type, "duplicates": n_duplicate}
+    if options.max_identity is not None:
+        dropped[f"at least {options.max_identity:.0%} identical to the wild type"] = n_identical
+    if not ids:
+        raise InputError(
+            f"{path}: no usable homologs for the context ({len(alignment.names)} records; "
+            + ", ".join(f"{n} {why}" for why, n in dropped.items() if n)
+            + ")"
+        )
+    return Homologs(str(path), ids, len(alignment.names), {k: v for k, v in dropped.items() if v})
+
+
+def draw_context(homologs: Homologs, options: ContextOptions, replicate: int) -> list[np.ndarray]:
+    """The homologs of one replicate: a seeded order, taken while they fit the token budget.
+
+    Unlike a generation prompt, a homolog too long for what is left of the budget is skipped, not the
+    end of the context: an MSA mixes fragments and full-length sequences, and the budget should be
+    filled. The same seed gives the same context.
+    """
+    order = np.random.default_rng(options.seed + replicate).permutation(len(homologs.ids))
+    chosen, used = [], 1  # <bos>; each homolog costs its residues and its <sep>
+    for i in order:
+        if options.max_members is not None and len(chosen) >= options.max_members:
+            break
+        cost = len(homologs.ids[i]) + 1
+        if used + cost <= options.token_budget:
+            chosen.append(homologs.ids[i])
+            used += cost
+    return chosen
+
+
+@torch.no_grad()
+def prefill(model: BioLM, members: list[np.ndarray], piece_tokens: int = DEFAULT_PREFILL_TOKENS):
+    """(state, [vocab] next-token logits, tokens read) after `<bos> m1 <sep> ... mk <sep>`.
+
+    The prompt is read `piece_tokens` at a time with the state passed on, which gives the same state as
+    one pass (the kernels' state-passing contract) with memory bounded by the piece.
+    """
+    device = next(model.parameters()).device
+    chunks = context_chunks(members)
+    ids = np.concatenate([c[0] for c in chunks])
+    positions = np.concatenate([c[1] for c in chunks])
+    state, logits = None, None
+    for start in range(0, len(ids), piece_tokens):
+        piece = slice(start, start + piece_tokens)
+        out = model(
+            torch.from_numpy(ids[piece])[None].to(device),
+            state=state,
+            position_ids=torch.from_numpy(positions[piece])[None].to(device),
+        )
+        state, logits = out.state, out.logits[0, -1].float()
+    return state, logits, len(ids)
+
+
+@torch.no_grad()
+def causal_member_log_likelihoods(model: BioLM, state, logits, sequences: list[np.ndarray]) -> np.ndarray:
+    """[N] log p(sequence, <sep> | prompt) in nats (float64), each read as the next member."""
+    targets = [np.concatenate([s, [SEP_ID]]).astype(np.int64) for s in sequences]
+    return -score_targets(model, state, logits, targets)
+
+
+@torch.no_grad()
+def fim_log_probs(
+    model: BioLM, state, wild_type: np.ndarray, positions: list[int], *, batch_rows: int = 32
+) -> dict[int, np.ndarray]:
+    """{1-based position i: [vocab] log p(x_i | prompt, wild type without x_i)} (float64), from the
+    member `x_<i <fim_1> x_>i <fim_1>` read after the prompt whose state is `state`."""
+    device = next(model.parameters()).device
+    sentinel = model.tokenizer.sentinel_ids[0]
+    out = {}
+    for start in range(0, len(positions), batch_rows):
+        chunk = positions[start : start + batch_rows]
+        rows = [
+            np.concatenate([wild_type[: p - 1], [sentinel], wild_type[p:], [sentinel]]).astype(np.int64)
+            for p in chunk
+        ]
+        ids = torch.from_numpy(np.stack(rows)).to(device)  # every row has the wild type's length + 1
+        where = torch.arange(1, ids.shape[1] + 1, device=device).expand_as(ids)
+        batch_state = repeat_state(state, len(chunk))
+        logits = model(ids, state=batch_state, position_ids=where).logits[:, -1]
+        logp = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+        for r, p in enumerate(chunk):
+            out[p] = logp[r]
+    return out
+
+
+def check_context_model(model: BioLM, score: str) -> None:
+    """A context needs a causal model; the fim score a tokenizer with FIM sentinels."""
+    if model.config.stateless:
+        raise InputError(
+            "--context needs a causal model: a bidirectional or RC-equivariant model cannot read a "
+            "context before the sequence"
+        )
+    if getattr(model.tokenizer, "kind", None) != "protein":
+        raise InputError(f"--context (homologs) needs a protein model, not a {model.tokenizer.kind} model")
+    if score == "fim" and not getattr(model.tokenizer, "sentinel_ids", []):
+        raise InputError(
+            "--score fim needs a model trained with fill-in-the-middle (task.objective=fim); this model's "
+            "tokenizer has no <fim_k> sentinels"
+        )
+
+
+def score_scan_in_context(
+    model: BioLM, scan: Scan, options: ContextOptions, *, progress: bool = False
+) -> ContextScores:
+    """Scores of every variant of `scan` after homolog contexts drawn from `options.path`.
+
+    Raises:
+        InputError: as `read_homologs`, options out of range, or a model that cannot read a context.
+    """
+    options.check()
+    check_context_model(model, options.score)
+    homologs = read_homologs(options, scan, model.tokenizer)
+    wt = encode_sequence(model, scan.wild_type, "wild type", scan.source)
+    variants = [
+        encode_sequence(model, s, f"line {n}", scan.source)
+        for s, n in zip(scan.sequences, scan.lines, strict=True)
+    ]
+    positions = mutated_positions(scan)
+    rows, members, tokens = [], [], []
+    bar = tqdm(total=options.replicates, unit="context", desc="in-context scoring", disable=not progress)
+    for r in range(options.replicates):
+        context = draw_context(homologs, options, r)
+        state, logits, length = prefill(model, context, options.prefill_tokens)
+        if options.score == "causal":
+            ll = causal_member_log_likelihoods(model, state, logits, [wt, *variants])
+            rows.append(ll[1:] - ll[0])
+        else:
+            logp = fim_log_probs(model, state, wt, positions)
+            rows.append(marginal_scores(model, scan, logp))
+        members.append(len(context))
+        tokens.append(length)
+        bar.update(1)
+    bar.close()
+    replicates = np.stack(rows)
+    what = (
+        "log-likelihood ratio after the context (causal)"
+        if options.score == "causal"
+        else ("fill-in-the-middle masked marginal after the context")
+    )
+    method = (
+        f"{what}; {options.replicates} context replicate(s) of up to {options.token_budget:,} tokens "
+        f"(seeds {options.seed}..{options.seed + options.replicates - 1}), mean of the replicates"
+    )
+    return ContextScores(replicates.mean(axis=0), replicates, members, tokens, homologs, method)
