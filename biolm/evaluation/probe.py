@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from biolm.evaluation.metrics import PRIMARY, classification_metrics, regression_metrics, score_for_selection
+from biolm.tasks.metrics import PRIMARY, classification_metrics, regression_metrics, score_for_selection
 
 # Inverse strengths C for logistic regression; ridge uses alpha = 1 / C over the same grid.
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)

@@ -31,7 +31,6 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -47,6 +46,7 @@ from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoin
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
 from biolm.tasks.faults import NonFiniteGuard, RunStopped
 from biolm.tasks.ranks import is_rank_zero
+from biolm.tasks.trainer import build_trainer
 from biolm.tasks.warm_start import check_tokenizer, load_initial_model
 
 log = logging.getLogger(__name__)
@@ -302,32 +302,28 @@ def _trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, progress: bool) -
         # Lightning's requeue-on-signal writes hpc_ckpt_*.ckpt files elsewhere; a job that requeues
         # itself runs `biolm train --resume` instead, which reads last.ckpt / on_exception.ckpt.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    try:
-        return L.Trainer(
-            max_steps=t.max_steps,
-            max_epochs=-1,
-            max_time=t.max_time,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
-            precision=t.precision,
-            accumulate_grad_batches=t.accumulate_grad_batches,
-            gradient_clip_val=cfg.optim.grad_clip or None,
-            log_every_n_steps=t.log_every_n_steps,
-            # Every logged row reaches the disk at once: a killed run keeps its loss curve.
-            logger=CSVLogger(save_dir=run_dir, name="logs", flush_logs_every_n_steps=1),
-            callbacks=callbacks,
-            plugins=plugins,
-            # ResumableData shards every loader itself, without the duplicates DistributedSampler pads.
-            use_distributed_sampler=False,
-            enable_progress_bar=progress,
-            enable_model_summary=progress,
-            default_root_dir=run_dir,
-        )
-    except (MisconfigurationException, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"trainer: {first}") from err
+    return build_trainer(
+        root_dir=run_dir,
+        # Every logged row reaches the disk at once: a killed run keeps its loss curve.
+        logger=CSVLogger(save_dir=run_dir, name="logs", flush_logs_every_n_steps=1),
+        callbacks=callbacks,
+        progress=progress,
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        max_time=t.max_time,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        log_every_n_steps=t.log_every_n_steps,
+        plugins=plugins,
+        # ResumableData shards every loader itself, without the duplicates DistributedSampler pads.
+        use_distributed_sampler=False,
+        enable_model_summary=progress,
+    )
 
 
 def format_summary(s: RunSummary) -> str:

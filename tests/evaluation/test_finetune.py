@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from biolm.evaluation.finetune import FineTuneTask, collate, finetune
+from biolm.evaluation.finetune import finetune
 from biolm.models.io import load
+from biolm.tasks.finetune import FineTuneTask, collate
 from tests.evaluation.helpers import tiny_model_dir
 
 
@@ -120,8 +121,9 @@ def _probe_rows(tok, n: int, seed: int, letters: str = "ACGT", length: int = 12)
     ],
 )
 def test_a_probe_start_makes_the_head_the_probe(tmp_path, task, labels):
-    from biolm.evaluation.finetune import pooled_states, start_from_probe
+    from biolm.evaluation.finetune import start_from_probe
     from biolm.evaluation.probe import fit_probe, predict
+    from biolm.tasks.finetune import pooled_states
 
     model = load(tiny_model_dir(tmp_path / "m", kind="dna"))
     tok = model.tokenizer
@@ -147,7 +149,7 @@ def test_a_probe_start_makes_the_head_the_probe(tmp_path, task, labels):
 
 
 def test_reverse_complement_rows_keeps_bos_and_padding(tmp_path):
-    from biolm.evaluation.finetune import reverse_complement_rows
+    from biolm.tasks.finetune import reverse_complement_rows
 
     tok = load(tiny_model_dir(tmp_path / "m", kind="dna")).tokenizer
     seqs = ["ACGTTG", "GGA", "TTTACN"]
@@ -160,7 +162,7 @@ def test_reverse_complement_rows_keeps_bos_and_padding(tmp_path):
 
 
 def test_rc_augment_predicts_the_same_for_both_strands_and_trains_on_both(tmp_path):
-    from biolm.evaluation.finetune import reverse_complement_rows
+    from biolm.tasks.finetune import reverse_complement_rows
 
     path = tiny_model_dir(tmp_path / "m", kind="dna")
     tok = load(path).tokenizer

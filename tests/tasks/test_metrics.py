@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from biolm.evaluation.metrics import (
+from biolm.tasks.metrics import (
     classification_metrics,
     regression_metrics,
     score_for_selection,
