@@ -27,6 +27,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Console(logging.Handler):
+    """Writes records to sys.stdout or sys.stderr as they are at the time of the record, so that a
+    redirected or captured stream gets them."""
+
+    def __init__(self, stream: str, fmt: str) -> None:
+        super().__init__()
+        self.stream = stream
+        self.setFormatter(logging.Formatter(fmt))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            out = getattr(sys, self.stream)
+            out.write(self.format(record) + "\n")
+            out.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool) -> None:
+    """The CLI's terminal: the run's story (`biolm.run`: data, run directory, resume point) plainly on
+    stdout, every other biolm record on stderr with its logger's name. Only biolm's loggers are
+    configured: Lightning has its own handler, and a root handler would print its messages twice.
+    Calling it again (main() run twice in one process) replaces the handlers instead of adding more."""
+    for name, stream, fmt, propagate in (
+        ("biolm", "stderr", "%(name)s: %(message)s", True),
+        ("biolm.run", "stdout", "%(message)s", False),
+    ):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _Console)]:
+            logger.removeHandler(old)
+        logger.addHandler(_Console(stream, fmt))
+        logger.propagate = propagate
+    logging.getLogger("biolm").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
@@ -39,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    # Only biolm's own logger is configured: Lightning has its own handler, and a root handler would
-    # print its messages twice.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    biolm_log = logging.getLogger("biolm")
-    biolm_log.addHandler(handler)
-    biolm_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(args.verbose)
     # Imported here so that `biolm --help` does not pay for torch.
     from biolm.errors import BiolmError
 

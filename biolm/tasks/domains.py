@@ -12,7 +12,7 @@ import numpy as np
 
 from biolm.configs.schema import TrainConfig
 from biolm.data.packing import IGNORE_INDEX
-from biolm.tasks.ranks import is_rank_zero
+from biolm.tasks.ranks import announce
 from biolm.tokenizers import Tokenizer
 
 
@@ -50,8 +50,7 @@ def dna_data(cfg: TrainConfig) -> DomainData:
         f"({len(source.train_regions)} record(s); {source.train_length:,} bp training, "
         f"{sum(len(r) for r in source.val_regions):,} bp validation)"
     )
-    if is_rank_zero():  # every rank reads the genome; one says so
-        print(description)  # before the scan, which can take a while on a large genome
+    announce(description)  # every rank reads the genome, one says so, before the scan (it can take a while)
     markov = source.scan(cfg.baseline.markov_order)  # also checks every base before training starts
     datamodule = GenomeDataModule(source, cfg.data, cfg.seed)
 

@@ -6,7 +6,12 @@ variables that torchrun, srun and Lightning's own launcher set instead.
 
 from __future__ import annotations
 
+import logging
 import os
+
+# The run's own story (its data, run directory, resume point, starting weights): the CLI prints it plainly
+# on stdout; a library caller sees it where its logging configuration sends INFO records.
+RUN_LOG = logging.getLogger("biolm.run")
 
 
 def is_rank_zero() -> bool:
@@ -19,3 +24,9 @@ def is_rank_zero() -> bool:
         return int(os.environ["RANK"]) == 0
     keys = ("SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK")
     return all(int(os.environ.get(key, "0")) == 0 for key in keys)
+
+
+def announce(message: str) -> None:
+    """Log one line of the run's story at INFO on `biolm.run`, from global rank 0 only."""
+    if is_rank_zero():
+        RUN_LOG.info(message)

@@ -45,7 +45,7 @@ from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
 from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
 from biolm.tasks.faults import NonFiniteGuard, RunStopped
-from biolm.tasks.ranks import is_rank_zero
+from biolm.tasks.ranks import announce, is_rank_zero
 from biolm.tasks.trainer import build_trainer
 from biolm.tasks.warm_start import check_tokenizer, load_initial_model
 
@@ -207,8 +207,8 @@ def train(
         cfg.model.vocab_size = data.tokenizer.vocab_size
         config.model.vocab_size = data.tokenizer.vocab_size
     zero = is_rank_zero()
-    if data.description and zero:
-        print(data.description)
+    if data.description:
+        announce(data.description)
 
     # Only global rank 0 creates and writes the run directory; the other ranks (started by Lightning,
     # torchrun or srun) never write into it, and the checkpoint callbacks take rank 0's directory.
@@ -228,8 +228,8 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=resume_dir is not None)
         OmegaConf.save(config, run_dir / "config.yaml")
         if ckpt_path is not None:
-            print(f"resuming from {ckpt_path}")
-        print(f"run directory: {run_dir}")
+            announce(f"resuming from {ckpt_path}")
+        announce(f"run directory: {run_dir}")
 
     L.seed_everything(cfg.seed, verbose=False)
     task = build_task(cfg, data.masking)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from biolm.configs.schema import TrainConfig
 from biolm.errors import ConfigError, InputError
 from biolm.models.backbone import BioLM
-from biolm.tasks.ranks import is_rank_zero
+from biolm.tasks.ranks import announce
 from biolm.tokenizers import Tokenizer
 
 # Model settings a run may choose for itself: they change how the weights are used, not their shapes.
@@ -46,8 +46,7 @@ def load_initial_model(cfg: TrainConfig, config: DictConfig) -> BioLM:
     cfg.model = type(cfg.model)(**saved)
     config.model = OmegaConf.merge(config.model, saved)
     note = f" (replacing the config's {', '.join(replaced)})" if replaced else ""
-    if is_rank_zero():
-        print(f"init_from: weights and model settings of {cfg.init_from}{note}")
+    announce(f"init_from: weights and model settings of {cfg.init_from}{note}")
     return start
 
 
