@@ -1,4 +1,4 @@
-"""Packed variable-length batches (`cu_seqlens`), shared by every op.
+"""Packed variable-length batches (`cu_seqlens`), shared by every op and by the models' packed paths.
 
 Sequences of different lengths are concatenated into one row (B = 1); `cu_seqlens` [N + 1] holds the
 cumulative offsets. Each segment runs as its own sequence, so the state resets at every boundary and
@@ -30,6 +30,26 @@ def segment_offsets(cu_seqlens: torch.Tensor, batch: int, seq: int) -> list[int]
     if offsets[0] != 0 or offsets[-1] != seq or not rising:
         raise ValueError(f"cu_seqlens must rise from 0 to S={seq}; got {offsets}")
     return offsets
+
+
+def segment_positions(cu_seqlens: torch.Tensor, batch: int, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each position of a packed row lies: its document and its index within that document.
+
+    Args:
+        cu_seqlens: [N + 1] cumulative offsets of the documents packed into one row.
+        batch, seq: B (must be 1) and S of the packed input.
+
+    Returns:
+        doc [S] int64, the document index of each position, and pos [S] int64, the position within it.
+
+    Raises:
+        ValueError: batch size not 1 or invalid offsets.
+    """
+    offsets = segment_offsets(cu_seqlens, batch, seq)
+    lengths = torch.tensor([b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    pos = torch.arange(seq) - torch.tensor(offsets[:-1])[doc]
+    return doc.to(cu_seqlens.device), pos.to(cu_seqlens.device)
 
 
 def run_packed(

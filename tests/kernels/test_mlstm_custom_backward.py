@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from biolm.kernels.mlstm import chunkwise_backward
-from biolm.kernels.mlstm.chunkwise import _mlstm_chunkwise_autograd, mlstm_chunkwise
-from biolm.kernels.mlstm.reference import MLSTMState, mlstm_recurrent
+from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
+from biolm.kernels.mlstm.reference import MLSTMState, mlstm_chunkwise_autograd, mlstm_recurrent
 from tests.kernels.test_mlstm import (
     _gate_patterns,
     grad_errors,
@@ -35,7 +35,7 @@ def custom_fn(chunk):
 
 
 def autograd_fn(chunk):
-    return lambda q, k, v, i, f, st: _mlstm_chunkwise_autograd(q, k, v, i, f, state=st, chunk_size=chunk)
+    return lambda q, k, v, i, f, st: mlstm_chunkwise_autograd(q, k, v, i, f, state=st, chunk_size=chunk)
 
 
 def reference_fn(q, k, v, i, f, st):
@@ -69,7 +69,7 @@ def test_custom_backward_state_only_and_output_only_losses(chunk):
     for pick in (lambda h, st: h.square().sum(), lambda h, st: st.C.sum() + st.n.sum() + st.m.sum()):
         g_new = torch.autograd.grad(pick(*mlstm_chunkwise(*inputs, state=state, chunk_size=chunk)), leaves)
         g_ag = torch.autograd.grad(
-            pick(*_mlstm_chunkwise_autograd(*inputs, state=state, chunk_size=chunk)),
+            pick(*mlstm_chunkwise_autograd(*inputs, state=state, chunk_size=chunk)),
             leaves,
             allow_unused=True,
         )

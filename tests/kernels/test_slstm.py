@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from biolm.kernels import registry
 from biolm.kernels.slstm import SLSTMState, slstm, slstm_step
-from biolm.kernels.slstm.fused import slstm_fused
+from biolm.kernels.slstm.chunkwise import slstm_fused
 from biolm.kernels.slstm.reference import slstm_recurrent
 from tests.kernels.helpers import rel_rms, run_with_grads
 

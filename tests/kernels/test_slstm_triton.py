@@ -23,7 +23,7 @@ pytest.importorskip("triton", reason="triton is not installed (pip install biolm
 from biolm.kernels import registry  # noqa: E402
 from biolm.kernels.mlstm.triton import common  # noqa: E402
 from biolm.kernels.slstm import SLSTMState, slstm  # noqa: E402
-from biolm.kernels.slstm.fused import slstm_fused  # noqa: E402
+from biolm.kernels.slstm.chunkwise import slstm_fused  # noqa: E402
 from biolm.kernels.slstm.reference import slstm_recurrent, zero_state  # noqa: E402
 from biolm.kernels.slstm.triton import slstm_triton  # noqa: E402
 from tests.kernels.helpers import rel_rms, run_with_grads  # noqa: E402

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 
+from biolm.kernels.common import outside_autocast
 from biolm.kernels.linear_attention.chunkwise import linear_attention_chunkwise
 from biolm.kernels.linear_attention.reference import (
     LinearAttentionState,
     linear_attention_recurrent,
     linear_attention_step,
 )
-from biolm.kernels.precision import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.varlen import run_packed
 

@@ -25,23 +25,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from biolm.kernels.common import compute_dtype, to_chunks
 from biolm.kernels.linear_attention.reference import (
     LinearAttentionState,
     apply_normalizer,
-    compute_dtype,
     default_scale,
     zero_state,
 )
-
-
-def _to_chunks(x: torch.Tensor, n_chunks: int, chunk: int, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S, H, *] -> [B, H, NC, L, *], zero-padding the time axis to ``NC * L``."""
-    x = x.to(dtype).transpose(1, 2)
-    pad = n_chunks * chunk - x.shape[2]
-    if pad:
-        # F.pad counts dims from the last one; time is the third from the front.
-        x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
-    return x.reshape(*x.shape[:2], n_chunks, chunk, *x.shape[3:])
 
 
 def segment_sums(g: torch.Tensor) -> torch.Tensor:
@@ -98,11 +88,11 @@ def linear_attention_chunkwise(
 
     chunk = min(chunk_size, seq)
     n_chunks = -(-seq // chunk)
-    qc = _to_chunks(q, n_chunks, chunk, dt) * default_scale(dk, scale)  # [B, H, NC, L, Dk]
-    kc = _to_chunks(k, n_chunks, chunk, dt)  # [B, H, NC, L, Dk]
+    qc = to_chunks(q, n_chunks, chunk, dt) * default_scale(dk, scale)  # [B, H, NC, L, Dk]
+    kc = to_chunks(k, n_chunks, chunk, dt)  # [B, H, NC, L, Dk]
     # A ones column turns z into an extra value column: one matmul serves S and z. Padded steps get
     # k = 0 and g = 0, so they leave the state exactly as it was.
-    v_ext = _to_chunks(F.pad(v.to(dt), (0, 1), value=1.0), n_chunks, chunk, dt)  # [B, H, NC, L, Dv+1]
+    v_ext = to_chunks(F.pad(v.to(dt), (0, 1), value=1.0), n_chunks, chunk, dt)  # [B, H, NC, L, Dv+1]
     state_ext = torch.cat([s_state, z_state[..., None]], dim=-1)  # [B, H, Dk, Dv+1]
     scores = qc @ kc.transpose(-1, -2)  # [B, H, NC, L, L]
 
@@ -116,7 +106,7 @@ def linear_attention_chunkwise(
         state_ext = state_ext + c_sum[:, :, -1]
         q_inter = qc
     else:
-        g = _to_chunks(log_decay, n_chunks, chunk, dt)  # [B, H, NC, L]
+        g = to_chunks(log_decay, n_chunks, chunk, dt)  # [B, H, NC, L]
         seg = segment_sums(g)  # [B, H, NC, L, L]
         scores = scores * torch.exp(seg)
         k_w = kc * torch.exp(seg[..., -1, :])[..., None]  # decayed to the chunk end

@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import torch
 
+from biolm.kernels.common import compute_dtype
+
 
 class LinearAttentionState(NamedTuple):
     """Recurrent linear-attention state, float32 (float64 when the inputs are float64).
@@ -40,11 +42,6 @@ class LinearAttentionState(NamedTuple):
 
     S: torch.Tensor
     z: torch.Tensor
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype used for the state and the arithmetic: float64 for float64 inputs, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def zero_state(

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from biolm.kernels.common import outside_autocast
 from biolm.kernels.mlstm.chunkwise import mlstm_chunkwise
 from biolm.kernels.mlstm.reference import MLSTMState, mlstm_recurrent, mlstm_step
-from biolm.kernels.precision import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
 from biolm.kernels.varlen import run_packed
 

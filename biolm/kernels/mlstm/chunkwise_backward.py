@@ -34,8 +34,8 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from biolm.kernels.common import outside_autocast
 from biolm.kernels.mlstm.reference import EPS
-from biolm.kernels.precision import outside_autocast
 
 # Steps per segment of the forward and backward loops (see _segments).
 SEGMENT_TOKENS = 512

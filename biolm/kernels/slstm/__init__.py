@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from biolm.kernels.precision import outside_autocast
+from biolm.kernels.common import outside_autocast
 from biolm.kernels.registry import get_triton_kernel, register_op, register_triton_kernel, resolve_backend
-from biolm.kernels.slstm.fused import slstm_fused
+from biolm.kernels.slstm.chunkwise import slstm_fused
 from biolm.kernels.slstm.reference import SLSTMState, slstm_recurrent, slstm_step
 from biolm.kernels.varlen import run_packed
 

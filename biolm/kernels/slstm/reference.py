@@ -38,6 +38,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from biolm.kernels.common import compute_dtype
+
 
 class SLSTMState(NamedTuple):
     """Recurrent sLSTM state, float32 (float64 when the inputs are float64), each [B, H, D].
@@ -53,11 +55,6 @@ class SLSTMState(NamedTuple):
     c: torch.Tensor
     n: torch.Tensor
     m: torch.Tensor
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype used for the state and the arithmetic: float64 for float64 inputs, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def zero_state(batch: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> SLSTMState:

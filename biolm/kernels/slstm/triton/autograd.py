@@ -4,7 +4,7 @@ The forward kernel saves every step's state and gate pre-activations; the backwa
 the gate activations from them and returns the gradient of the pre-activations and of the initial
 state. What is left is a reduction over steps and batch, done here: ``dR[h, g] = sum h_{t-1}^T
 d_pre_g`` and ``d bias = sum d_pre``. The gradients are exact (they mirror the hand-written backward
-of :mod:`biolm.kernels.slstm.fused`), including the empty-state rule: no gradient reaches ``m_0``
+of :mod:`biolm.kernels.slstm.chunkwise`), including the empty-state rule: no gradient reaches ``m_0``
 where ``n_0 == 0``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from biolm.kernels.slstm.fused import slstm_fused
+from biolm.kernels.slstm.chunkwise import slstm_fused
 from biolm.kernels.slstm.reference import SLSTMState, zero_state
 from biolm.kernels.slstm.triton.bwd import slstm_bwd
 from biolm.kernels.slstm.triton.fwd import slstm_fwd

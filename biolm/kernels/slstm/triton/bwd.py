@@ -1,6 +1,6 @@
 """sLSTM backward in triton: one program per (batch, head) walks the sequence in reverse.
 
-It mirrors :class:`biolm.kernels.slstm.fused._SLSTMFunction`'s backward: from the saved
+It mirrors :class:`biolm.kernels.slstm.chunkwise._SLSTMFunction`'s backward: from the saved
 pre-activations and states it recomputes the gate activations of each step, and carries the
 gradients of ``c``, ``n`` and ``a = log_f + m_{t-1}`` (the ``m`` carry) per feature, plus the
 recurrent gradient ``d_pre_{t+1} @ R^T`` of ``h_t``. As in the forward, the features are processed in

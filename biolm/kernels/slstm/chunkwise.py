@@ -1,5 +1,9 @@
 """Fused sLSTM in plain PyTorch: the CPU default, with a hand-written backward.
 
+The file is named for its role, the fast torch path, as ``chunkwise.py`` is in every op; the sLSTM
+recurrence is nonlinear in its state and has no chunkwise-parallel form, so :func:`slstm_fused` runs
+the steps one by one, fused as follows.
+
 The recurrence is sequential, so the aim is the fewest, cheapest ops per step. Everything lives in a
 head-major layout ``[S, H, B, ...]``: the input part of the gates (plus bias) is laid out once so that
 ``gx[t]`` is a contiguous [H, B, 4D] block, and each step is one ``baddbmm`` of ``h_{t-1}`` [H, B, D]
@@ -21,8 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from biolm.kernels.precision import outside_autocast
-from biolm.kernels.slstm.reference import SLSTMState, compute_dtype, empty_aware_m, zero_state
+from biolm.kernels.common import compute_dtype, outside_autocast
+from biolm.kernels.slstm.reference import SLSTMState, empty_aware_m, zero_state
 
 
 def _head_major_weights(R: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
