@@ -10,9 +10,9 @@ from torch import nn
 
 from biolm.kernels.varlen import segment_offsets
 from biolm.models.bidirectional import flip_sequence
-from biolm.models.blocks import BLOCK_CLASSES
 from biolm.models.config import ModelConfig
 from biolm.models.rc import rc_equivariant_forward
+from biolm.models.registry import BLOCK_CLASSES
 
 ModelState = list[Any]  # one state object per block
 

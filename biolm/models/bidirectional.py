@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from biolm.models.layers import segment_positions
+from biolm.kernels.varlen import segment_positions
 
 
 def flip_sequence(x: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from biolm.models import BioLM, ModelConfig
-from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
+from biolm.models.linear_attention import GatedLinearAttention
+from biolm.models.slstm import SLSTMLayer
 
 PATTERNS = ["m", "s", "a", "t", "x", "msatx"]
 

@@ -8,7 +8,7 @@ import torch
 
 from biolm.errors import ConfigError
 from biolm.models import BioLM, ModelConfig
-from biolm.models.block_xlstm7b import XLSTM7BLayer, soft_cap
+from biolm.models.xlstm7b import XLSTM7BLayer, soft_cap
 from tests.models.helpers import cu_seqlens, make_model, tiny_config
 
 

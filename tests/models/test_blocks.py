@@ -8,8 +8,9 @@ import torch
 
 from biolm.errors import ConfigError
 from biolm.models import BioLM, ModelConfig
-from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
 from biolm.models.io import load, save
+from biolm.models.linear_attention import GatedLinearAttention
+from biolm.models.slstm import SLSTMLayer
 from biolm.tokenizers import DNATokenizer
 from tests.models.helpers import PATTERNS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from biolm.models.layers import CausalConv1d, _ShiftedTapConv
+from biolm.models.common import CausalConv1d, _ShiftedTapConv
 
 
 def conv1d_reference(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

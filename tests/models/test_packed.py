@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from biolm.models import BioLM, ModelConfig
-from biolm.models.blocks_extra import GatedLinearAttention, SLSTMLayer
+from biolm.models.linear_attention import GatedLinearAttention
+from biolm.models.slstm import SLSTMLayer
 from tests.models.helpers import PATTERNS
 
 LENGTHS = [5, 9, 4]

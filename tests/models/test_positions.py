@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from biolm.models.attention import ROPE_BASE, CausalSelfAttention
 from biolm.models.bidirectional import reverse_positions
-from biolm.models.blocks_extra import ROPE_BASE, CausalSelfAttention
 from biolm.models.config import DNA_COMPLEMENT
 from biolm.models.rc import reverse_complement, reverse_complement_logits
 from tests.models.helpers import PATTERNS, cu_seqlens, make_model, tiny_config

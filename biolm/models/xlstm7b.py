@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biolm.kernels.common import compute_dtype
 from biolm.kernels.mlstm import MLSTMState
-from biolm.models.blocks_extra import _init_out_proj, _ResidualBlock, _state_dtype
+from biolm.models.common import MultiHeadNorm, ResidualBlock, RMSNorm, init_out_proj
 from biolm.models.config import ModelConfig
-from biolm.models.fused import RMSNorm
-from biolm.models.layers import MultiHeadNorm, run_mlstm
+from biolm.models.mlstm import run_mlstm
 
 
 def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
@@ -63,7 +63,7 @@ class XLSTM7BLayer(nn.Module):
         self.out_proj = nn.Linear(self.v_dim, d, bias=False)
         for linear in (self.q, self.k, self.v, self.ogate):
             nn.init.normal_(linear.weight, std=(2 / (5 * d)) ** 0.5)
-        _init_out_proj(self.out_proj, config)
+        init_out_proj(self.out_proj, config)
         # Gates start from their biases alone, as in biolm's m block: forget gates open
         # (sigmoid(3..6) ~ 0.95..0.998) with a spread of time scales over heads, input gates near exp(0).
         nn.init.zeros_(self.igate.weight)
@@ -74,7 +74,7 @@ class XLSTM7BLayer(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> MLSTMState:
         heads, dk, dv = self.num_heads, self.qk_dim // self.num_heads, self.v_dim // self.num_heads
-        dt = _state_dtype(dtype)
+        dt = compute_dtype(dtype)
         return MLSTMState(
             C=torch.zeros(batch_size, heads, dk, dv, device=device, dtype=dt),
             n=torch.zeros(batch_size, heads, dk, device=device, dtype=dt),
@@ -119,7 +119,7 @@ class XLSTM7BLayer(nn.Module):
         return y, state
 
 
-class XLSTM7BBlock(_ResidualBlock):
+class XLSTM7BBlock(ResidualBlock):
     """`x + XLSTM7BLayer(RMSNorm(x))`, then `x + SwiGLU(RMSNorm(x))` (see the module docstring)."""
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:

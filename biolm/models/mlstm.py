@@ -1,4 +1,4 @@
-"""Residual blocks of the backbone. Each block maps [B, S, d] to [B, S, d] and carries a state."""
+"""The mLSTM block (`m`, xLSTM paper): its layer and state, and the mLSTM call that `m` and `x` share."""
 
 from __future__ import annotations
 
@@ -9,10 +9,55 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biolm.kernels.mlstm import MLSTMState
+from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
 from biolm.models.bidirectional import run_mixer
+from biolm.models.common import CausalConv1d, MultiHeadNorm
 from biolm.models.config import ModelConfig
-from biolm.models.layers import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, run_mlstm
+
+
+def run_mlstm(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    i: torch.Tensor,
+    f: torch.Tensor,
+    state: MLSTMState | None,
+    cu_seqlens: torch.Tensor | None,
+    chunk_size: int,
+    backend: str,
+) -> tuple[torch.Tensor, MLSTMState | None]:
+    """The mLSTM over q, k [B, S, H, Dk], v [B, S, H, Dv], gates [B, S, H], as the blocks call it:
+    packed documents (no state out), one step from a state (the fused step kernel), or chunkwise.
+
+    Returns:
+        h [B, S, H, Dv] and the new state (None with `cu_seqlens`).
+    """
+    if cu_seqlens is not None:
+        return mlstm(q, k, v, i, f, chunk_size=chunk_size, cu_seqlens=cu_seqlens, backend=backend), None
+    if q.shape[1] == 1 and state is not None:
+        h, state = mlstm_step(q[:, 0], k[:, 0], v[:, 0], i[:, 0], f[:, 0], state)
+        return h.unsqueeze(1), state
+    return mlstm(q, k, v, i, f, state=state, chunk_size=chunk_size, backend=backend, return_state=True)
+
+
+class BlockDiagonalLinear(nn.Module):
+    """Linear map whose weight is block-diagonal with square blocks (no bias).
+
+    The xLSTM mLSTM layer projects q, k and v this way: it mixes only channels within a small block,
+    which costs `dim * block_size` parameters instead of `dim**2`.
+    """
+
+    def __init__(self, dim: int, block_size: int) -> None:
+        super().__init__()
+        if dim % block_size:
+            raise ValueError(f"dim {dim} is not a multiple of block_size {block_size}")
+        self.block_size = block_size
+        self.weight = nn.Parameter(torch.empty(dim // block_size, block_size, block_size))
+        nn.init.normal_(self.weight, std=(2 / (5 * block_size)) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = x.unflatten(-1, (self.weight.shape[0], self.block_size))
+        return torch.einsum("...ni,noi->...no", blocks, self.weight).flatten(-2)
 
 
 class MLSTMBlockState(NamedTuple):
@@ -146,16 +191,3 @@ class MLSTMBlock(nn.Module):
         sequence (`biolm.models.bidirectional`) and the state is None."""
         y, state = run_mixer(self.layer, self.norm(x), state, cu_seqlens, position_ids, self.bidirectional)
         return x + self.dropout(y), state
-
-
-# Imported here, at the bottom, because the registry is the only thing in this module that needs them.
-from biolm.models.block_xlstm7b import XLSTM7BBlock  # noqa: E402
-from biolm.models.blocks_extra import AttentionBlock, LinearAttentionBlock, SLSTMBlock  # noqa: E402
-
-BLOCK_CLASSES: dict[str, type[nn.Module]] = {
-    "m": MLSTMBlock,
-    "s": SLSTMBlock,
-    "a": LinearAttentionBlock,
-    "t": AttentionBlock,
-    "x": XLSTM7BBlock,
-}

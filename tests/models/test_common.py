@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biolm.models.fused import RMSNorm, rms_norm, swiglu, swiglu_plain
+from biolm.models.common import RMSNorm, rms_norm, swiglu, swiglu_plain
 
 
 def inputs(n_rows: int, d: int = 12, hidden: int = 20, dtype=torch.float64):
