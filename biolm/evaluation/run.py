@@ -13,9 +13,9 @@ from sklearn.metrics import roc_auc_score
 
 from biolm.errors import InputError
 from biolm.evaluation.labelled import LabelledData, read_labelled
-from biolm.tasks.metrics import regression_metrics, summarize
 from biolm.evaluation.report import Plot, roc_plot, scatter_plot, write_report
 from biolm.evaluation.splits import PARTS, make_split
+from biolm.tasks.metrics import regression_metrics, summarize
 
 log = logging.getLogger(__name__)
 
