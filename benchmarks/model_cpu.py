@@ -8,7 +8,7 @@ Table 1 (peer): at d_model 256, 4 blocks, 4 heads, vocabulary 16, batch 8 x 1024
 ``xLSTMLarge`` (chunkwise--native_custbw kernels) against biolm. The like-for-like row is biolm's ``x``
 block, the same design as xLSTMLarge's (the xLSTM-7B block: mLSTM at d_model with q/k at half width,
 soft-capped gates, output gate, then a SwiGLU feed-forward of factor 8/3) with the same parameter count
-(3,231,008; tests/models/test_block_xlstm7b.py checks it). biolm's ``m`` block, the xLSTM-paper
+(3,231,008; tests/models/test_xlstm7b.py checks it). biolm's ``m`` block, the xLSTM-paper
 pre-up-projection block that the Bio-xLSTM papers use, is timed too (proj_factor 2, no feed-forward;
 half the parameters). Each biolm model is timed round-robin with the peer, in a subprocess of its
 own, so that load from other processes and the allocator's state hit both alike. A last row times,
