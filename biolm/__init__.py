@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["embed", "load", "__version__"]
+__all__ = ["embed", "generate", "load", "write_samples", "__version__"]
 
 if TYPE_CHECKING:
     from biolm.inference.api import embed
+    from biolm.inference.pipeline import generate, write_samples
     from biolm.models.io import load
 
 
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from biolm.inference.api import embed
 
         return embed
+    if name in ("generate", "write_samples"):
+        from biolm.inference import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'biolm' has no attribute {name!r}")

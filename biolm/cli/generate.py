@@ -25,8 +25,6 @@ Proteins are cleaned (empty and repeated samples left out), molecules checked wi
 canonical form and de-duplicated; the counts of each stage are printed (with novelty against the
 context file when there is one). Samples depend only on --seed, not on --batch-size."""
 
-DEFAULT_MAX_NEW_TOKENS = {"dna": 200, "protein": 1024, "smiles": 256}
-
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -99,104 +97,48 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biolm.inference.generate import check_can_generate
+    from biolm.errors import InputError
+    from biolm.inference.pipeline import ArgumentError, generate, write_samples
     from biolm.models.io import load
 
     _check_args(args)
     model = load(args.model_dir, device=args.device)
-    check_can_generate(model)
-    kind = model.tokenizer.kind
-    max_new = args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(kind, 200)
-    sampling = dict(
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
-    if args.infill is not None:
-        return _run_infill(model, args, max_new, sampling)
-    return _run_sampling(model, args, kind, max_new, sampling)
-
-
-def _run_sampling(model, args: argparse.Namespace, kind: str, max_new: int, sampling: dict) -> int:
-    import numpy as np
-
-    from biolm.errors import InputError
-    from biolm.inference.generate import generate
-    from biolm.tokenizers import TokenizationError
-
-    tok = model.tokenizer
     try:
-        prompt_text = tok.encode(args.prompt, record="prompt") if args.prompt else np.zeros(0, np.int64)
-    except TokenizationError as err:
-        raise InputError(f"--prompt: {err}") from None
-    context = None
-    if args.context is not None:
-        from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt
-
-        budget = DEFAULT_TOKEN_BUDGET if args.token_budget is None else args.token_budget
-        context = context_prompt(args.context, tok, seed=args.seed, token_budget=budget, column=args.column)
-        print(context.describe())
-        # --prompt starts the new member: its positions continue from the context's <sep>.
-        ids = np.concatenate([context.ids, prompt_text])
-        start = context.next_position
-        positions = np.concatenate([context.position_ids, start + np.arange(len(prompt_text))])
-    else:
-        ids = np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64)
-        positions = None
-    if kind == "dna":  # no end token in DNA training windows: exact length, no special token
-        stops = dict(stop_ids=[], banned_ids=tok.special_ids)
-    else:
-        stops = dict(stop_ids=None, banned_ids=None)
-    samples = generate(
-        model,
-        args.num,
-        max_new_tokens=max_new,
-        prompt_ids=ids,
-        prompt_position_ids=positions,
-        **stops,
-        **sampling,
-    )
-    texts = [tok.decode(s) for s in samples]
-    return _write(args.output, kind, texts, None if context is None else context.reference)
-
-
-def _run_infill(model, args: argparse.Namespace, max_new: int, sampling: dict) -> int:
-    from biolm.inference.generate import generate_infill
-    from biolm.inference.infill import infill_prompt
-
-    prompt = infill_prompt(args.infill, model.tokenizer)
-    filled = generate_infill(model, prompt, args.num, max_new_tokens=max_new, **sampling)
-    done = [seq for seq in filled if seq is not None]
-    if len(done) < len(filled):
-        print(
-            f"{len(filled) - len(done):,} of {len(filled):,} samples did not close every span within "
-            f"--max-new-tokens {max_new} and are left out"
+        result = generate(
+            model,
+            args.num,
+            max_new_tokens=args.max_new_tokens,
+            prompt=args.prompt,
+            context=args.context,
+            token_budget=args.token_budget,
+            column=args.column,
+            infill=args.infill,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            min_p=args.min_p,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
         )
-    return _write(args.output, "protein", done, None)
+    except ArgumentError as err:  # the library names its arguments, the CLI its flags
+        raise InputError(_FLAGS.get(err.argument, err.argument) + err.detail) from None
+    if result.context is not None:
+        print(result.context.describe())
+    if result.unfinished:
+        total = len(result.raw) + result.unfinished
+        print(
+            f"{result.unfinished:,} of {total:,} samples did not close every span within "
+            f"--max-new-tokens {result.max_new_tokens} and are left out"
+        )
+    if result.counts is not None:
+        from biolm.inference.postprocess import format_counts
 
-
-def _write(output: Path, kind: str, texts: list[str], reference: list[str] | None) -> int:
-    from biolm.inference.postprocess import (
-        clean_molecules,
-        clean_proteins,
-        format_counts,
-        write_fasta,
-        write_smiles,
-    )
-
-    if kind == "smiles":
-        kept, counts = clean_molecules(texts, reference)
-        print(format_counts(counts))
-        write_smiles(output, kept)
-        print(f"wrote {len(kept):,} molecules to {output}")
-        return 0
-    if kind == "protein":
-        texts, counts = clean_proteins(texts, reference)
-        print(format_counts(counts))
-    write_fasta(output, [(f"sample_{i}", seq) for i, seq in enumerate(texts, start=1)])
-    print(f"wrote {len(texts):,} sequences to {output}")
+        print(format_counts(result.counts))
+    write_samples(result, args.output)
+    noun = "molecules" if result.kind == "smiles" else "sequences"
+    print(f"wrote {len(result.sequences):,} {noun} to {args.output}")
     return 0
+
+
+_FLAGS = {"prompt": "--prompt", "n": "--num", "infill": "--infill"}
