@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.errors import InputError
 from biolm.evaluation import molecule_metrics as mm
+from biolm.evaluation.generation_common import load_generation_model, prompted_samples
 from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot
-from biolm.evaluation.incontext import DEFAULT_SIZES, derived_seed, gain_curve, prompt_ids, split_members
+from biolm.evaluation.incontext import DEFAULT_SIZES, gain_curve, split_members
 from biolm.evaluation.report import write_report
 from biolm.models import BioLM
 
@@ -63,20 +63,15 @@ def set_data(molecules, tokenizer) -> MoleculeSetData:
     return MoleculeSetData(molecules.name, Path(molecules.path), smiles, ids, left_out)
 
 
-def _decode(tokenizer, rows: Sequence[np.ndarray]) -> list[str]:
-    return [tokenizer.decode(row) for row in rows]
-
-
 def unconditional_samples(
     model, num_samples: int, max_new_tokens: int, sampling: dict, seed: int, progress: bool
 ):
     """SMILES sampled from `<bos>` (a sample ends at `<eos>` or `<sep>`)."""
-    from biolm.inference.generate import generate
+    from biolm.inference.pipeline import sample_texts
 
-    rows = generate(
+    return sample_texts(
         model, num_samples, max_new_tokens=max_new_tokens, seed=seed, progress=progress, **sampling
     )
-    return _decode(model.tokenizer, rows)
 
 
 def conditioned_samples(
@@ -93,31 +88,33 @@ def conditioned_samples(
     seed: int,
 ) -> tuple[list[str], list[int]]:
     """Samples after prompts of pool molecules; returns them and each prompt's number of members."""
-    from biolm.inference.generate import generate
 
-    rng = np.random.default_rng([seed, 2, *molecule_set.name.encode()])
-    samples, members = [], []
-    for p in range(math.ceil(num_samples / samples_per_prompt) if num_samples else 0):
+    def choose(rng: np.random.Generator) -> list[int]:
+        """Pool molecules in a random order, while they fit `token_budget` and `sample_context`."""
         chosen, used = [], 1
         for i in rng.permutation(pool):
             cost = len(molecule_set.ids[i]) + 1
             if used + cost > token_budget or len(chosen) >= sample_context:
                 break
-            chosen.append(molecule_set.ids[i])
+            chosen.append(i)
             used += cost
-        ids, positions = prompt_ids(chosen)
-        count = min(samples_per_prompt, num_samples - p * samples_per_prompt)
-        rows = generate(
-            model,
-            count,
-            max_new_tokens=max_new_tokens,
-            prompt_ids=ids,
-            prompt_position_ids=positions,
-            seed=derived_seed(seed, molecule_set.name, 3, p),
-            progress=False,
-            **sampling,
-        )
-        samples += _decode(model.tokenizer, rows)
+        return chosen
+
+    rng = np.random.default_rng([seed, 2, *molecule_set.name.encode()])
+    samples, members = [], []
+    for _, chosen, _, texts in prompted_samples(
+        model,
+        molecule_set.name,
+        molecule_set.ids,
+        choose,
+        rng,
+        num_samples=num_samples,
+        samples_per_prompt=samples_per_prompt,
+        max_new_tokens=max_new_tokens,
+        sampling=sampling,
+        seed=seed,
+    ):
+        samples += texts
         members.append(len(chosen))
     return samples, members
 
@@ -273,14 +270,9 @@ def run_molecule_generation(
         model: the model of `model_dir`, when already loaded.
     """
     from biolm.data.chem import read_molecule_sets
-    from biolm.inference.generate import check_can_generate
-    from biolm.models.io import load
 
     started = time.perf_counter()
-    model = load(model_dir, device=device) if model is None else model
-    check_can_generate(model)
-    if getattr(model.tokenizer, "kind", None) != "smiles":
-        raise InputError(f"{model_dir}: a SMILES model is needed here, not a {model.tokenizer.kind} model")
+    model = load_generation_model(model_dir, model, device, "smiles")
     sampling = sampling or {}
     sets = [set_data(m, model.tokenizer) for path in data for m in read_molecule_sets(path, column)]
     train_smiles = _reference(train, column, None, seed)

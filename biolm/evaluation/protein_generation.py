@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from biolm.errors import InputError
+from biolm.evaluation.generation_common import load_generation_model, prompted_samples
 from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot, scatter_with_lines
-from biolm.evaluation.incontext import DEFAULT_SIZES, derived_seed, gain_curve, prompt_ids, split_members
+from biolm.evaluation.incontext import DEFAULT_SIZES, gain_curve, split_members
 from biolm.evaluation.protein_metrics import hmm_for_family, hmm_hits, length_summary, nearest_identity
 from biolm.evaluation.report import write_report
 from biolm.models import BioLM
@@ -123,31 +124,25 @@ def sample_family(
     seed: int,
 ) -> FamilyResult:
     """Generate `num_samples` members of a family after prompts of its pool members, and measure them."""
-    from biolm.inference.generate import generate
-
     result = FamilyResult(family)
     held, pool = split_members(family.name, len(family.ids), held_out, seed)
     longest = max(len(s) for s in family.sequences)
     limit = max_new_tokens or max(32, 2 * longest)
     rng = np.random.default_rng([seed, 2, *family.name.encode()])
-    n_prompts = math.ceil(num_samples / samples_per_prompt) if num_samples else 0
-    tok = model.tokenizer
-    for p in range(n_prompts):
-        chosen = rng.choice(pool, size=min(sample_context, len(pool)), replace=False)
-        ids, positions = prompt_ids([family.ids[i] for i in chosen])
-        count = min(samples_per_prompt, num_samples - p * samples_per_prompt)
-        rows = generate(
-            model,
-            count,
-            max_new_tokens=limit,
-            prompt_ids=ids,
-            prompt_position_ids=positions,
-            seed=derived_seed(seed, family.name, 3, p),
-            progress=False,
-            **sampling,
-        )
+    prompts = prompted_samples(
+        model,
+        family.name,
+        family.ids,
+        lambda rng: rng.choice(pool, size=min(sample_context, len(pool)), replace=False),
+        rng,
+        num_samples=num_samples,
+        samples_per_prompt=samples_per_prompt,
+        max_new_tokens=limit,
+        sampling=sampling,
+        seed=seed,
+    )
+    for p, chosen, rows, texts in prompts:
         context = [family.sequences[i] for i in chosen]
-        texts = [tok.decode(row) for row in rows]
         identity, nearest = nearest_identity(texts, context)
         for text, row, value, j in zip(texts, rows, identity, nearest, strict=True):
             result.samples.append(
@@ -307,14 +302,8 @@ def run_protein_generation(
         seed: seeds the split, the prompts and the samples.
         model: the model of `model_dir`, when already loaded.
     """
-    from biolm.inference.generate import check_can_generate
-    from biolm.models.io import load
-
     started = time.perf_counter()
-    model = load(model_dir, device=device) if model is None else model
-    check_can_generate(model)
-    if getattr(model.tokenizer, "kind", None) != "protein":
-        raise InputError(f"{model_dir}: a protein model is needed here, not a {model.tokenizer.kind} model")
+    model = load_generation_model(model_dir, model, device, "protein")
     if samples_per_prompt < 1 or sample_context < 1 or held_out < 1 or draws < 1 or num_samples < 0:
         raise InputError("--samples-per-prompt, --sample-context, --held-out and --draws must be at least 1")
     families = []
