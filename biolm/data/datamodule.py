@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
-from biolm.configs.schema import DataConfig
+from biolm.data.config import DataConfig
 from biolm.data.genome import GenomeSource, TrainWindows, ValWindows, stack_windows
 
 
