@@ -24,8 +24,9 @@ PAD_ID, BOS_ID, EOS_ID, SEP_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
 NUM_SPECIAL = len(SPECIAL_TOKENS)
 
 FORMAT_NAME = "biolm-tokenizer"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1,)
+# 2: SMILES bracket atoms outside the vocabulary are split into parts; DNA and protein read 1 and 2 alike.
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2)
 UNKNOWN_MODES: tuple[str, ...] = ("error", "replace")
 
 

@@ -3,8 +3,15 @@
 The non-bracket tokens are the closed set the SMILES regex can produce. ``BRACKET_ATOMS`` is every
 bracket token found in the MOSES train/test/test-scaffold sets, the MoleculeNet BBBP/ESOL/FreeSolv/
 Tox21 and MoleculeACE CSVs, and RDKit's ``Data/NCI/first_5K.smi``, plus a hand-picked set of common
-ChEMBL charged, chiral and metal atoms, sorted with ``sorted()``. Append-only: changing the order
-would renumber ids and invalidate trained models.
+ChEMBL charged, chiral and metal atoms, sorted with ``sorted()``. ``V1_VOCAB`` is the vocabulary of
+tokenizer format 1 (315 ids with the specials).
+
+Format 2 appends ``PART_TOKENS``: the parts a bracket atom outside the vocabulary is split into
+(``[``, element symbols, chirality classes, H counts, charges, ``]``; isotopes, atomic numbers and
+atom classes are written with the digit tokens) and the ``%(`` of ``%(nnn)`` ring closures and the
+``<-`` dative bond. Every SMILES RDKit parses is then covered without ``<unk>``.
+
+Append-only: changing the order would renumber ids and invalidate trained models.
 """
 
 ORGANIC_ATOMS: list[str] = ["B", "Br", "C", "Cl", "N", "O", "P", "S", "F", "I"]
@@ -193,4 +200,30 @@ BRACKET_ATOMS: list[str] = [
     "[te]",
 ]
 
-DEFAULT_VOCAB: list[str] = ORGANIC_ATOMS + AROMATIC_ATOMS + BONDS + SYNTAX + RING_CLOSURES + BRACKET_ATOMS
+V1_VOCAB: list[str] = ORGANIC_ATOMS + AROMATIC_ATOMS + BONDS + SYNTAX + RING_CLOSURES + BRACKET_ATOMS
+
+# Element symbols in atomic-number order, then the placeholder names of unnamed elements RDKit reads.
+ELEMENTS: list[str] = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm "
+    "Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No "
+    "Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og Uun Uuu Uub Uut Uuq Uup Uuh Uus Uuo"
+).split()
+# Aromatic symbols allowed in brackets (RDKit: OpenSMILES' b c n o p s as se, plus si and te).
+AROMATIC_SYMBOLS: list[str] = ["b", "c", "n", "o", "p", "s", "as", "se", "si", "te"]
+CHIRALITY: list[str] = (
+    ["@", "@@", "@TH1", "@TH2", "@AL1", "@AL2"]
+    + [f"@SP{i}" for i in range(1, 4)]
+    + [f"@TB{i}" for i in range(1, 21)]
+    + [f"@OH{i}" for i in range(1, 31)]
+    + ["@TH", "@AL", "@SP", "@TB", "@OH"]  # RDKit also reads a class without its number
+)
+# Longer H counts and charges are written "H" / sign followed by digit tokens.
+H_COUNTS: list[str] = ["H"] + [f"H{d}" for d in range(10)]
+CHARGES: list[str] = ["+", "-", "++", "--"] + [f"+{d}" for d in range(10)] + [f"-{d}" for d in range(10)]
+
+# dict.fromkeys: "H" is both an element and an H count.
+_PARTS = ["[", "]", *ELEMENTS, *AROMATIC_SYMBOLS, *CHIRALITY, *H_COUNTS, *CHARGES, "%(", "<-"]
+PART_TOKENS: list[str] = [t for t in dict.fromkeys(_PARTS) if t not in V1_VOCAB]
+
+DEFAULT_VOCAB: list[str] = V1_VOCAB + PART_TOKENS

@@ -97,22 +97,31 @@ def test_untokenizable_raises_with_position(tok, smiles, position, char):
 
 
 def test_unknown_token_error_and_replace(tok):
+    # Any bracket atom is covered by its parts; only a bracket that is not an atom is unknown.
+    assert tok.tokenize("CC[Xe+3]C") == ["C", "C", "[", "Xe", "+3", "]", "C"]
     with pytest.raises(TokenizationError) as exc:
-        tok.encode("CC[Xe+3]C", record="m1")
-    assert str(exc.value).startswith("record 'm1': unknown SMILES token '[Xe+3]' at position 3 ")
-    assert exc.value.text == "[Xe+3]"
+        tok.encode("CC[Qq]C", record="m1")
+    assert str(exc.value).startswith("record 'm1': unknown SMILES token '[Qq]' at position 3 ")
+    assert "not a bracket atom" in str(exc.value) and "\n" not in str(exc.value)
+    assert exc.value.text == "[Qq]"
     rep = SmilesTokenizer(unknown="replace")
-    ids = rep.encode("CC[Xe+3]C")
+    ids = rep.encode("CC[Qq]C")
     assert ids.tolist() == [rep.token_to_id("C")] * 2 + [rep.unk_id, rep.token_to_id("C")]
     assert rep.decode(ids) == "CCC"
     assert rep.decode(ids, skip_special=False) == "CC<unk>C"
+    # A vocabulary without all the parts: the bracket atom is unknown as a whole, one <unk>.
+    small = SmilesTokenizer(["C", "[", "]"], unknown="replace")
+    assert small.encode("C[Xe+3]").tolist() == [small.token_to_id("C"), small.unk_id]
+    with pytest.raises(TokenizationError, match=r"unknown SMILES token '\[Xe\+3\]' at position 2 \(neither"):
+        SmilesTokenizer(["C", "[", "]"]).encode("C[Xe+3]")
 
 
 def test_fit_extends_vocab_deterministically(tok):
-    data = ["CC[Xe+3]C", "[Rn]", "CCO", "[Xe+3].[Kr]"]
+    data = ["CC[Qq]C", "[Zz]", "CCO", "[Qq].[Xe+3]"]
     fitted = SmilesTokenizer.fit(data)
     assert fitted.vocab[: len(DEFAULT_VOCAB)] == DEFAULT_VOCAB
-    assert fitted.vocab[len(DEFAULT_VOCAB) :] == ["[Kr]", "[Rn]", "[Xe+3]"]
+    # [Xe+3] is written with the default parts; only brackets that are not atoms are new tokens.
+    assert fitted.vocab[len(DEFAULT_VOCAB) :] == ["[Qq]", "[Zz]"]
     assert SmilesTokenizer.fit(reversed(data)) == fitted
     for s in data:
         assert fitted.decode(fitted.encode(s)) == s
@@ -120,6 +129,10 @@ def test_fit_extends_vocab_deterministically(tok):
     assert SmilesTokenizer.fit(data, base=fitted) == fitted
     small = SmilesTokenizer.fit(["CCO"], base=["C"])
     assert small.vocab == ["C", "O"]
+    # A small base gets the parts it lacks; a whole bracket atom already in the base stays whole.
+    parts = SmilesTokenizer.fit(["[Xe+3]C[NH4+]"], base=["C", "[NH4+]"])
+    assert parts.vocab == ["C", "[NH4+]", "+3", "Xe", "[", "]"]
+    assert parts.tokenize("[Xe+3]C[NH4+]") == ["[", "Xe", "+3", "]", "C", "[NH4+]"]
 
 
 def test_fit_reports_bad_record():
@@ -128,14 +141,15 @@ def test_fit_reports_bad_record():
 
 
 def test_fitted_vocab_save_load(tmp_path):
-    fitted = SmilesTokenizer.fit(["C[Xe+3]", "[Rn]"], unknown="replace")
+    fitted = SmilesTokenizer.fit(["C[Qq]", "[Zz]"], unknown="replace")
     path = tmp_path / "tok.json"
     fitted.save(path)
     loaded = load_tokenizer(path)
     assert isinstance(loaded, SmilesTokenizer)
     assert loaded == fitted and loaded.tokens == fitted.tokens and loaded.unknown == "replace"
-    np.testing.assert_array_equal(loaded.encode("[Rn]C[Xe+3]"), fitted.encode("[Rn]C[Xe+3]"))
-    assert loaded.encode("[He]").tolist() == [loaded.unk_id]
+    assert loaded.bracket_parts
+    np.testing.assert_array_equal(loaded.encode("[Zz]C[Qq][Xe+3]"), fitted.encode("[Zz]C[Qq][Xe+3]"))
+    assert loaded.encode("[Yy]").tolist() == [loaded.unk_id]
 
 
 def test_invalid_vocab_rejected():

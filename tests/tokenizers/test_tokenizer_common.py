@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biolm.tokenizers import (
+    FORMAT_VERSION,
     SPECIAL_TOKENS,
     DNATokenizer,
     ProteinTokenizer,
@@ -50,7 +51,7 @@ def test_save_load_round_trip(tmp_path, kind, unknown):
     path = tmp_path / f"{kind}.json"
     tok.save(path)
     d = json.loads(path.read_text())
-    assert d["format"] == "biolm-tokenizer" and d["format_version"] == 1
+    assert d["format"] == "biolm-tokenizer" and d["format_version"] == FORMAT_VERSION == 2
     assert (d["kind"], d["unknown"], d["tokens"]) == (kind, unknown, tok.tokens)
     loaded = load_tokenizer(path)
     assert type(loaded) is type(tok) and loaded == tok and hash(loaded) == hash(tok)
@@ -58,6 +59,12 @@ def test_save_load_round_trip(tmp_path, kind, unknown):
     np.testing.assert_array_equal(loaded.encode(SAMPLES[kind]), tok.encode(SAMPLES[kind]))
     assert tokenizer_from_dict(tok.to_dict()) == tok
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("kind", ["dna", "protein"])
+def test_format_1_reads_alike_for_dna_and_protein(kind):
+    d = get_tokenizer(kind).to_dict() | {"format_version": 1}
+    assert tokenizer_from_dict(d) == get_tokenizer(kind)
 
 
 def test_tokenizers_differ_by_option():
@@ -68,10 +75,12 @@ def test_tokenizers_differ_by_option():
 @pytest.mark.parametrize("kind", KINDS)
 def test_unknown_format_version(tmp_path, kind):
     d = get_tokenizer(kind).to_dict()
-    d["format_version"] = 2
+    d["format_version"] = 3
     path = tmp_path / "future.json"
     path.write_text(json.dumps(d))
-    with pytest.raises(TokenizerFormatError, match=r"future\.json.*format_version 2"):
+    with pytest.raises(
+        TokenizerFormatError, match=r"future\.json.*format_version 3 \(this biolm reads 1, 2\)"
+    ):
         load_tokenizer(path)
 
 
