@@ -83,8 +83,8 @@ def test_example_and_batch_layout(tok):
 
 
 def test_unknown_tokens_error_skip_or_replace(tok):
-    mols = MoleculeSet("odd", "odd.smi", ["CCO", "C[c]1ccccc1", "CCN"], [1, 2, 3], 3)
-    with pytest.raises(InputError, match=r"odd\.smi: line 2: SMILES token '\[c\]'.*data\.unknown=skip"):
+    mols = MoleculeSet("odd", "odd.smi", ["CCO", "C[Qq]1ccccc1", "CCN"], [1, 2, 3], 3)
+    with pytest.raises(InputError, match=r"odd\.smi: line 2: SMILES token '\[Qq\]'.*data\.unknown=skip"):
         MoleculeEncoder(tok, "error", 64).check(mols)
     with pytest.warns(
         ChemDataWarning, match=r"odd\.smi: skipped 1 of 3 molecules \(tokens outside the vocab"
@@ -92,7 +92,7 @@ def test_unknown_tokens_error_skip_or_replace(tok):
         kept = MoleculeEncoder(tok, "skip", 64).check(mols)
     assert kept.lines == [1, 3]
     encoder = MoleculeEncoder(tok, "replace", 64)
-    with pytest.warns(ChemDataWarning, match=r"read as <unk>: \[c\] x1"):
+    with pytest.warns(ChemDataWarning, match=r"read as <unk>: \[Qq\] x1"):
         assert len(encoder.check(mols)) == 3
     assert tok.unk_id in encoder.encode(mols.smiles[1]).tolist()
     with pytest.raises(InputError, match="data.unknown must be one of"):
