@@ -6,6 +6,14 @@ temporary file lies in the system temp directory: when that is another file syst
 directory, the final move is a copy that a kill can cut short, leaving a truncated `last.ckpt` and no
 good one. `AtomicCheckpointIO` writes a temporary file next to the target, syncs it to disk and renames
 it over the target, so a checkpoint is either the previous complete file or the new complete one.
+
+Every checkpoint is read with torch's weights-only unpickler (`safe_load`), by `check_checkpoint` and by
+Lightning's own restore (through `SafeCheckpointIO.load_checkpoint`) alike: a pickle that asks for
+anything but tensors and plain containers and scalars (a function to call, a class to build) is
+refused in one line naming the file and what it asked for, and is never unpickled in full, as a
+crafted one would run code. biolm's and Lightning's checkpoints hold nothing else (RNG states are
+lists and tensors, hyper-parameters plain dicts); `SAFE_GLOBALS` is the place for a type that must be
+allowed, for these loads only.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,62 @@ log = logging.getLogger(__name__)
 
 TEMP_MARK = ".tmp-"  # temporary files are `.<name>.tmp-<pid>`
 
+# Types and functions a checkpoint may ask for beyond torch's weights-only defaults (tensors, storages,
+# OrderedDict, built-in containers and scalars), allowed for biolm's checkpoint loads only (never
+# process-wide). A tiny run of every domain and objective needs none (tests/tasks/
+# test_checkpoint_safety.py checks it); state of our own is stored plain rather than added here.
+SAFE_GLOBALS: tuple = ()
+
+
+class UnsafeCheckpointError(InputError):
+    """A checkpoint whose pickle asks for a type or function outside the weights-only allow-list.
+
+    Such a file may run code when unpickled in full, so it is never loaded; `resume_checkpoint` does
+    not fall back to an older checkpoint of a run directory holding one either.
+    """
+
+
+# What torch's weights-only unpickler names in its refusals (torch/_weights_only_unpickler.py).
+_REFUSALS = (
+    re.compile(r"GLOBAL (\S+) was not an allowed global"),
+    re.compile(r"unsupported GLOBAL (\S+) whose module"),
+    re.compile(r"reduce for unrecognized function (.+?)(?: which belongs to .*)?$", re.MULTILINE),
+    re.compile(r"(?:new object|build).* but got (<class '[^']+'>)"),
+)
+
+
+def refused_global(err: BaseException) -> str:
+    """What the weights-only unpickler refused, from its error: a global's dotted name where it says."""
+    text = str(err)
+    for pattern in _REFUSALS:
+        found = pattern.search(text)
+        if found:
+            return found.group(1)
+    # Anything else (a malformed pickle stream): the unpickler's own first line.
+    lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def safe_load(path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """`torch.load(path, weights_only=True)`, allowing `SAFE_GLOBALS` too, and never anything more.
+
+    Raises:
+        UnsafeCheckpointError: the pickle asks for another type or function; one line naming the file
+            and what it asked for.
+    """
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        try:
+            return torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise _unsafe(path, err) from err
+
+
+def _unsafe(path, err: BaseException) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path}: refused checkpoint: its pickle asks for {refused_global(err)}, not a tensor or a plain "
+        "type (a file that could run code is never loaded in full)"
+    )
+
 
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
     """Names of floating-point tensors in `state` (a state dict) holding NaN or inf."""
@@ -37,11 +102,32 @@ def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
     ]
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """`TorchCheckpointIO` that writes atomically on local paths and refuses non-finite weights.
+class SafeCheckpointIO(TorchCheckpointIO):
+    """`TorchCheckpointIO` whose loads (Lightning's restore on `trainer.fit(ckpt_path=...)`, `"best"`
+    weights before a predict) use the weights-only unpickler only, whatever `weights_only` the caller
+    asks for. Loading failures become one-line `InputError`s naming the file (`UnsafeCheckpointError`
+    for a pickle asking for more than tensors and plain types)."""
+
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
+        location = map_location or (lambda storage, loc: storage)
+        try:
+            with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+                return super().load_checkpoint(path, map_location=location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise _unsafe(path, err) from err
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+            if isinstance(err, FileNotFoundError):
+                raise InputError(f"{path}: checkpoint not found") from err
+            raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
+
+
+class AtomicCheckpointIO(SafeCheckpointIO):
+    """`SafeCheckpointIO` that writes atomically on local paths and refuses non-finite weights.
 
     A checkpoint whose weights hold NaN or inf is not written (an error is logged), so the previous
-    good checkpoint stays the newest one. Loading failures become one-line `InputError`s naming the file.
+    good checkpoint stays the newest one.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -72,18 +158,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             temp.unlink(missing_ok=True)
         _sync_directory(target.parent)
-
-    def load_checkpoint(
-        self, path, map_location: Any | None = None, weights_only: bool | None = None
-    ) -> dict:
-        try:
-            return super().load_checkpoint(
-                path, map_location=map_location or (lambda storage, loc: storage), weights_only=weights_only
-            )
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-            if isinstance(err, FileNotFoundError):
-                raise InputError(f"{path}: checkpoint not found") from err
-            raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
 
 
 def _sync_directory(directory: Path) -> None:
@@ -147,13 +221,14 @@ def check_checkpoint(path: Path, model_config: dict | None = None) -> int:
     """Check that `path` is a complete, uncorrupted training checkpoint; return its global step.
 
     Reads the whole file once (every member's CRC) but unpickles only the metadata (tensors are
-    memory-mapped, not read).
+    memory-mapped, not read), with the weights-only unpickler (`safe_load`).
 
     Args:
         model_config: the run's model config; a checkpoint of another model shape is a `ConfigError`.
 
     Raises:
         InputError: a truncated, corrupt or foreign file, in one line naming it.
+        UnsafeCheckpointError: an intact archive whose pickle asks for more than tensors and plain types.
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -165,12 +240,9 @@ def check_checkpoint(path: Path, model_config: dict | None = None) -> int:
     if broken is not None:
         raise InputError(f"{path}: corrupt checkpoint (checksum mismatch in {broken})")
     try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except pickle.UnpicklingError:
-            # A type the restricted unpickler does not know (a newer Lightning's metadata, say); the
-            # archive is intact, and Lightning will unpickle it in full anyway.
-            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        checkpoint = safe_load(path, map_location="cpu", mmap=True)
+    except UnsafeCheckpointError:
+        raise
     except Exception as err:  # any other unpickling failure: the file is not a checkpoint of ours
         raise InputError(f"{path}: unreadable checkpoint ({_first_line(err)})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
@@ -191,9 +263,11 @@ def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bo
 
     Newer checkpoints that are truncated or corrupt are skipped with a warning naming them; stale
     temporary files of a killed write are removed (if `clean`: by one process of a distributed run).
+    A checkpoint whose pickle could run code is not skipped: the run directory is not resumed from.
 
     Raises:
         InputError: no checkpoint, or none that is good (one line naming the newest bad one).
+        UnsafeCheckpointError: a checkpoint asks for more than tensors and plain types.
     """
     directory = run_dir / "checkpoints"
     for stale in directory.glob(f".*.ckpt{TEMP_MARK}*") if clean else ():
@@ -209,6 +283,8 @@ def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bo
     for path in exact + fallback:
         try:
             check_checkpoint(path, model_config)
+        except UnsafeCheckpointError:
+            raise
         except InputError as err:
             errors.append(err)
             continue

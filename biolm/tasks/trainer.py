@@ -1,6 +1,7 @@
 """The one place a Lightning `Trainer` is built, for pretraining (`biolm.tasks.runner`) and fine-tuning
 (`biolm.tasks.finetune`) alike: each passes its own callbacks, logger and limits; what they share is
-here (a trainer option Lightning refuses is a `ConfigError`, not Lightning's exception)."""
+here: a trainer option Lightning refuses is a `ConfigError`, not Lightning's exception, and every
+checkpoint Lightning reads back goes through the weights-only loader (`SafeCheckpointIO`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from biolm.errors import ConfigError
+from biolm.tasks.checkpoints import SafeCheckpointIO
 
 
 def build_trainer(
@@ -23,13 +26,19 @@ def build_trainer(
         callbacks: Lightning callbacks, in order.
         logger: a Lightning logger, or False for none.
         progress: show the progress bar.
-        **options: any other `lightning.Trainer` argument (limits, devices, precision, ...).
+        **options: any other `lightning.Trainer` argument (limits, devices, precision, ...). Without a
+            `CheckpointIO` among `plugins`, a `SafeCheckpointIO` is added: no checkpoint is ever
+            unpickled in full.
 
     Raises:
         ConfigError: Lightning refuses an option; the message is the first line of its own.
     """
+    plugins = list(options.pop("plugins", None) or [])
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(SafeCheckpointIO())
     try:
         return L.Trainer(
+            plugins=plugins,
             default_root_dir=root_dir,
             callbacks=callbacks,
             logger=logger,

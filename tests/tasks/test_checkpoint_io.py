@@ -196,10 +196,17 @@ def test_merge_metrics_lets_a_resumed_session_supersede_the_killed_one(tmp_path)
 
 
 class Metadata:
-    """A type the restricted (weights-only) unpickler does not know, as a newer Lightning might add."""
+    """A type the weights-only unpickler does not know (as a newer Lightning might add, or an attacker)."""
 
 
-def test_a_good_checkpoint_with_unknown_metadata_types_is_accepted(tmp_path):
+def test_a_checkpoint_asking_for_an_unknown_type_is_refused_in_one_line(tmp_path):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({**fake_checkpoint(step=7), "extra": Metadata()}, path)
-    assert check_checkpoint(path) == 7
+    with pytest.raises(checkpoints.UnsafeCheckpointError) as info:
+        check_checkpoint(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: refused checkpoint: its pickle asks for ")
+    assert "test_checkpoint_io.Metadata" in message
+    with pytest.raises(checkpoints.UnsafeCheckpointError, match="test_checkpoint_io.Metadata"):
+        AtomicCheckpointIO().load_checkpoint(path)
