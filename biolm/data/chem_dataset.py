@@ -62,7 +62,9 @@ class MoleculeEncoder:
         if max_tokens < 3:
             raise InputError(f"data.seq_len must be at least 3 for a molecule, got {max_tokens}")
         if unknown == "replace" and tokenizer.unknown != "replace":
-            tokenizer = SmilesTokenizer(tokenizer.vocab, unknown="replace")  # same ids
+            # Same ids and the same format.
+            parts = tokenizer.bracket_parts
+            tokenizer = SmilesTokenizer(tokenizer.vocab, unknown="replace", bracket_parts=parts)
         self.tokenizer, self.unknown, self.max_tokens = tokenizer, unknown, max_tokens
         self._known = set(tokenizer.tokens)
 

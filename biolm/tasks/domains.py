@@ -37,8 +37,9 @@ class DomainData:
     masking: dict = field(default_factory=dict)
 
 
-def dna_data(cfg: TrainConfig) -> DomainData:
-    """Genome windows; the order-k Markov model is fitted while every base is checked."""
+def dna_data(cfg: TrainConfig, like: Tokenizer | None = None) -> DomainData:
+    """Genome windows; the order-k Markov model is fitted while every base is checked. (The DNA
+    tokenizer has one format, so `like` changes nothing.)"""
     from biolm.data.datamodule import GenomeDataModule
     from biolm.data.genome import GenomeSource
     from biolm.tokenizers import DNATokenizer
@@ -64,9 +65,9 @@ def dna_data(cfg: TrainConfig) -> DomainData:
     return DomainData(tokenizer, datamodule, "", baseline, masking)
 
 
-def protein_data(cfg: TrainConfig) -> DomainData:
+def protein_data(cfg: TrainConfig, like: Tokenizer | None = None) -> DomainData:
     """Single proteins (clm, fim) or in-context family packs, from a file, a directory or the built-in
-    proteome."""
+    proteome. (The protein tokenizer has one format, so `like` changes nothing.)"""
     from biolm.data.datamodule import DatasetModule
     from biolm.data.packing import pad_batch
     from biolm.data.protein import FamilyPacks, FimOptions, ProteinCorpus, SequenceExamples
@@ -108,26 +109,32 @@ def protein_data(cfg: TrainConfig) -> DomainData:
     )
 
 
-def chem_data(cfg: TrainConfig) -> DomainData:
-    """SMILES molecules or packed molecule sets (`biolm.data.chem_datamodule`)."""
+def chem_data(cfg: TrainConfig, like: Tokenizer | None = None) -> DomainData:
+    """SMILES molecules or packed molecule sets (`biolm.data.chem_datamodule`), tokenized as `like`
+    (the starting model's tokenizer of an `init_from` run: a format-1 vocabulary stays format 1)."""
     from biolm.data.chem_datamodule import build_chem_data
     from biolm.tokenizers import SmilesTokenizer
 
-    tokenizer = SmilesTokenizer(unknown="replace" if cfg.data.unknown == "replace" else "error")
+    unknown = "replace" if cfg.data.unknown == "replace" else "error"
+    if isinstance(like, SmilesTokenizer):
+        tokenizer = SmilesTokenizer(like.vocab, unknown=unknown, bracket_parts=like.bracket_parts)
+    else:
+        tokenizer = SmilesTokenizer(unknown=unknown)
     datamodule = build_chem_data(cfg.data, tokenizer, cfg.seed)
     return DomainData(tokenizer, datamodule, f"data: {datamodule.description}")
 
 
-DOMAINS: dict[str, Callable[[TrainConfig], DomainData]] = {
+DOMAINS: dict[str, Callable[..., DomainData]] = {
     "dna": dna_data,
     "protein": protein_data,
     "chem": chem_data,
 }
 
 
-def build_data(domain: str, cfg: TrainConfig) -> DomainData:
-    """The `DomainData` of `domain` (a key of `DOMAINS`)."""
-    return DOMAINS[domain](cfg)
+def build_data(domain: str, cfg: TrainConfig, like: Tokenizer | None = None) -> DomainData:
+    """The `DomainData` of `domain` (a key of `DOMAINS`), tokenized like `like` where the domain's
+    tokenizer has several formats (the starting model's tokenizer of an `init_from` run)."""
+    return DOMAINS[domain](cfg, like=like)
 
 
 def count_targets(datamodule: L.LightningDataModule) -> int:

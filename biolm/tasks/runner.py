@@ -200,7 +200,7 @@ def train(
     start = load_initial_model(cfg, config) if cfg.init_from and resume_dir is None else None
     check_objective(cfg, domain)
     # Reads and checks all input before a run directory exists, so bad input leaves nothing behind.
-    data = build_data(domain, cfg)
+    data = build_data(domain, cfg, like=start.tokenizer if start is not None else None)
     if start is not None:
         check_tokenizer(start, data.tokenizer, cfg.init_from)
     else:

@@ -85,3 +85,25 @@ def test_a_missing_model_directory_is_a_config_error(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "error: init_from:" in err and "nope" in err and "not found" in err
+
+
+def test_a_chem_model_with_a_format_1_vocabulary_starts_a_run_that_keeps_it(tmp_path):
+    # Models trained before bracket atoms were split into parts (SMILES tokenizer format 1, 315 ids).
+    import torch
+
+    from biolm.models import BioLM, ModelConfig
+    from biolm.models.io import load, save
+    from biolm.tokenizers import SmilesTokenizer
+
+    old = SmilesTokenizer(bracket_parts=False)
+    torch.manual_seed(0)
+    model = BioLM(ModelConfig(vocab_size=old.vocab_size, d_model=16, n_layers=1, num_heads=2, chunk_size=16))
+    start = save(model, old, tmp_path / "old")
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "OCC(O)CO", "c1ccncc1"] * 4) + "\n")
+    args = ["train", "chem", f"run_root={tmp_path}", "name=c", f"data.path={data}", *TINY]
+    assert main([*args, "data.val_fraction=0.25", f"init_from={start}"]) == 0
+    trained = load(tmp_path / "c" / "model")
+    assert trained.tokenizer.vocab_size == old.vocab_size == 315
+    assert not trained.tokenizer.bracket_parts
+    assert trained.tokenizer.encode("C[C@@H](N)O").tolist() == old.encode("C[C@@H](N)O").tolist()
