@@ -6,6 +6,8 @@ Everything a user can cause (a missing file, a bad record, a wrong config key) r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class BiolmError(Exception):
     """Base class of errors caused by the user's input or configuration."""
@@ -17,3 +19,25 @@ class InputError(BiolmError, ValueError):
 
 class ConfigError(BiolmError, ValueError):
     """A configuration key or value is wrong."""
+
+
+class ArgumentError(InputError):
+    """A bad argument of a library call, named in the message as the caller spells it.
+
+    The message is a template in which each of `arguments` appears in braces: `ArgumentError("{top_p}
+    must be in (0, 1], got 0", "top_p")`. `str(err)` names the Python arguments (`top_p must be in
+    (0, 1], got 0`) and `spelled` names them another way: the CLI passes its flag for each
+    (`--top-p must be in (0, 1], got 0`), so one check serves the library and the command line. Only the
+    declared names are replaced, so braces in a file name or a record are left alone.
+    """
+
+    def __init__(self, template: str, *arguments: str) -> None:
+        self.template, self.arguments = template, arguments
+        super().__init__(self.spelled(lambda name: name))
+
+    def spelled(self, spell: Callable[[str], str]) -> str:
+        """The message with each argument `name` written as `spell(name)`."""
+        message = self.template
+        for name in self.arguments:
+            message = message.replace("{" + name + "}", spell(name))
+        return message

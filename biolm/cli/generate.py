@@ -67,7 +67,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="samples decoded together (default 64)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    # generate(model, n, ...) is given -n/--num; the other arguments share their flags' names.
+    parser.set_defaults(run=run, argument_flags={"n": "--num"})
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -97,32 +98,28 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biolm.errors import InputError
-    from biolm.inference.pipeline import ArgumentError, generate, write_samples
+    from biolm.inference.pipeline import generate, write_samples
     from biolm.models.io import load
 
     _check_args(args)
     model = load(args.model_dir, device=args.device)
-    try:
-        result = generate(
-            model,
-            args.num,
-            max_new_tokens=args.max_new_tokens,
-            prompt=args.prompt,
-            context=args.context,
-            token_budget=args.token_budget,
-            column=args.column,
-            infill=args.infill,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            min_p=args.min_p,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            progress=not args.no_progress,
-        )
-    except ArgumentError as err:  # the library names its arguments, the CLI its flags
-        raise InputError(_FLAGS.get(err.argument, err.argument) + err.detail) from None
+    result = generate(
+        model,
+        args.num,
+        max_new_tokens=args.max_new_tokens,
+        prompt=args.prompt,
+        context=args.context,
+        token_budget=args.token_budget,
+        column=args.column,
+        infill=args.infill,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
     if result.context is not None:
         print(result.context.describe())
     if result.unfinished:
@@ -139,6 +136,3 @@ def run(args: argparse.Namespace) -> int:
     noun = "molecules" if result.kind == "smiles" else "sequences"
     print(f"wrote {len(result.sequences):,} {noun} to {args.output}")
     return 0
-
-
-_FLAGS = {"prompt": "--prompt", "n": "--num", "infill": "--infill"}

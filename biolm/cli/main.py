@@ -62,6 +62,31 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("biolm").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _command_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """dest -> long flag of every option of the command that ran (`biolm eval zeroshot` included)."""
+    options: dict[str, str] = {}
+    while parser is not None:
+        chosen = None
+        for action in parser._actions:  # argparse keeps no public list of them
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            elif action.option_strings:
+                options.setdefault(action.dest, max(action.option_strings, key=len))
+        parser = chosen
+    return options
+
+
+def _as_flags(err: Exception, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The error's message, with a library call's argument names (`ArgumentError`) written as the flags
+    or config keys that set them: a command may map an argument to its flag in `argument_flags`."""
+    from biolm.errors import ArgumentError
+
+    if not isinstance(err, ArgumentError):
+        return str(err)
+    options = {**_command_options(parser, args), **getattr(args, "argument_flags", {})}
+    return err.spelled(lambda name: options.get(name, name))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
@@ -83,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except BiolmError as err:
         if args.verbose:
             raise
-        print(f"biolm {args.command}: error: {err}", file=sys.stderr)
+        print(f"biolm {args.command}: error: {_as_flags(err, parser, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"biolm {args.command}: interrupted", file=sys.stderr)

@@ -17,18 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from biolm.errors import InputError
+from biolm.errors import ArgumentError
 from biolm.models import BioLM
 
 DEFAULT_MAX_NEW_TOKENS = {"dna": 200, "protein": 1024, "smiles": 256}
-
-
-class ArgumentError(InputError):
-    """A bad argument of `generate`, named by `argument` (the CLI names its flag instead)."""
-
-    def __init__(self, argument: str, detail: str):
-        super().__init__(f"{argument}{detail}")
-        self.argument, self.detail = argument, detail
 
 
 @dataclass
@@ -119,7 +111,7 @@ def generate(
     """
     _check_arguments(n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, prompt, context, infill)
     if context is None and (token_budget is not None or column is not None):
-        raise ArgumentError("token_budget and column", " apply to context")
+        raise ArgumentError("{token_budget} and {column} apply to context", "token_budget", "column")
     from biolm.inference.generate import check_can_generate
 
     if not isinstance(model, BioLM):
@@ -237,7 +229,7 @@ def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column
     try:
         prompt_text = tok.encode(prompt, record="prompt") if prompt else np.zeros(0, np.int64)
     except TokenizationError as err:
-        raise ArgumentError("prompt", f": {err}") from None
+        raise ArgumentError(f"{{prompt}}: {err}", "prompt") from None
     if context is None:
         return np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64), None, None
     from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt
@@ -255,18 +247,18 @@ def _check_arguments(
 ):
     """Raise an `ArgumentError` for the first bad argument, in the order the CLI checks its flags."""
     if n < 1:
-        raise ArgumentError("n", f" must be at least 1, got {n}")
+        raise ArgumentError(f"{{n}} must be at least 1, got {n}", "n")
     if max_new_tokens is not None and max_new_tokens < 1:
-        raise ArgumentError("max_new_tokens", f" must be at least 1, got {max_new_tokens}")
+        raise ArgumentError(f"{{max_new_tokens}} must be at least 1, got {max_new_tokens}", "max_new_tokens")
     if batch_size < 1:
-        raise ArgumentError("batch_size", f" must be at least 1, got {batch_size}")
+        raise ArgumentError(f"{{batch_size}} must be at least 1, got {batch_size}", "batch_size")
     if temperature <= 0:
-        raise ArgumentError("temperature", f" must be positive, got {temperature}")
+        raise ArgumentError(f"{{temperature}} must be positive, got {temperature}", "temperature")
     if top_k is not None and top_k < 1:
-        raise ArgumentError("top_k", f" must be at least 1, got {top_k}")
+        raise ArgumentError(f"{{top_k}} must be at least 1, got {top_k}", "top_k")
     if top_p is not None and not 0 < top_p <= 1:
-        raise ArgumentError("top_p", f" must be in (0, 1], got {top_p}")
+        raise ArgumentError(f"{{top_p}} must be in (0, 1], got {top_p}", "top_p")
     if min_p is not None and not 0 <= min_p <= 1:
-        raise ArgumentError("min_p", f" must be in [0, 1], got {min_p}")
+        raise ArgumentError(f"{{min_p}} must be in [0, 1], got {min_p}", "min_p")
     if infill is not None and (context is not None or prompt):
-        raise ArgumentError("infill", " cannot be combined with context or prompt")
+        raise ArgumentError("{infill} cannot be combined with context or prompt", "infill")
