@@ -51,7 +51,7 @@ N_HELD_OUT_SETS = 4
 
 def _fasta(path: Path):
     """(name, cleaned sequence) of every record of a (gzipped) FASTA or A3M file."""
-    from biolm.data.protein_io import read_protein_file
+    from biolm.io.proteins import read_protein_file
 
     for family in read_protein_file(path):
         for record in family.records:
@@ -109,7 +109,7 @@ def prepare_protein(
     instead: held-out members of the training families, for the in-context gain curve (48 members
     leave 16 to score and 32 for the context).
     """
-    from biolm.data.protein_io import clean_sequence
+    from biolm.io.proteins import clean_sequence
 
     seeds = {
         path.name.split("_")[0]: [seq for _, seq in _fasta(path)]

@@ -116,7 +116,7 @@ def make_corpus(domain: str, megabytes: int, directory: Path) -> Path:
 def prepare(domain: str, corpus: Path) -> None:
     """What a run does before training: the genome index, or the protein / molecule token store."""
     if domain == "dna":
-        from biolm.data.fasta import open_fasta
+        from biolm.io.genome import open_fasta
 
         open_fasta(corpus).close()
     elif domain == "protein":

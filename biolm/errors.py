@@ -41,3 +41,11 @@ class ArgumentError(InputError):
         for name in self.arguments:
             message = message.replace("{" + name + "}", spell(name))
         return message
+
+    def renamed(self, **names: str) -> ArgumentError:
+        """The same error with arguments renamed (`renamed(smiles_column="column")`): for a function
+        that passes its own argument on to a reader under the reader's name."""
+        template = self.template
+        for old, new in names.items():
+            template = template.replace("{" + old + "}", "{" + new + "}")
+        return ArgumentError(template, *(names.get(name, name) for name in self.arguments))

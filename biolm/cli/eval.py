@@ -188,7 +188,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _common(zs, "ProteinGym-style CSV: mutant (e.g. H24C or A1B:C3D), mutated_sequence, DMS_score")
     _zeroshot_options(zs)
-    zs.set_defaults(run=run_zeroshot)
+    # The options' library names where they differ from the flags (ContextOptions, BaselineOptions).
+    zs.set_defaults(
+        run=run_zeroshot, argument_flags={"token_budget": "--context-tokens", "identity": "--weight-identity"}
+    )
 
     from biolm.cli import eval_generation
 

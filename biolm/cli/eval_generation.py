@@ -118,7 +118,7 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
     chem.add_argument(
         "--token-budget", type=int, default=2048, help="most tokens of a molecule prompt (default: 2048)"
     )
-    p.set_defaults(run=run_generation)
+    p.set_defaults(run=run_generation, argument_flags={"smiles_column": "--column"})
 
 
 def run_generation(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="continue this run from its newest good checkpoint (last.ckpt or on_exception.ckpt)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    parser.set_defaults(run=run)
+    # Readers name their arguments; a training run sets them through config keys.
+    parser.set_defaults(run=run, argument_flags={"smiles_column": "data.smiles_column"})
 
 
 def run(args: argparse.Namespace) -> int:

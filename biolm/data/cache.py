@@ -23,9 +23,7 @@ import array
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from biolm.errors import InputError
+from biolm.io.files import cache_root, replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,6 @@ CACHE_FORMAT_VERSION = 1
 MIN_CACHED_BYTES = 32 << 20
 _DATA, _OFFSETS, _META = "data.u8", "offsets.npy", "meta.json"
 _WRITE_BLOCK = 1 << 20
-
-
-def cache_root() -> Path:
-    """Where cache entries live: `$BIOLM_CACHE_DIR`, `$XDG_CACHE_HOME/biolm` or `~/.cache/biolm`."""
-    if os.environ.get("BIOLM_CACHE_DIR"):
-        return Path(os.environ["BIOLM_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "biolm"
 
 
 def source_files(path: Path, files: Iterable[Path]) -> list[list[Any]]:
@@ -294,8 +285,7 @@ def cached_store(
         store.from_cache = True
         return store
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+        staging = staging_directory(target)
     except OSError as err:
         raise InputError(
             f"{path}: cannot write the tokenized cache in {root} ({err}); set BIOLM_CACHE_DIR"
@@ -316,15 +306,11 @@ def cached_store(
 def _install(staging: Path, target: Path, stamps: list[list[Any]]) -> None:
     """Rename `staging` to `target`; a stale `target` is replaced, a fresh one (another process built it
     meanwhile, e.g. another data-parallel rank) is kept and `staging` dropped."""
-    if target.exists():
-        if _fresh(target, stamps):
-            shutil.rmtree(staging, ignore_errors=True)
-            return
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        shutil.rmtree(old, ignore_errors=True)
+    if target.exists() and _fresh(target, stamps):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
     try:
-        os.replace(staging, target)
+        replace_directory(staging, target)
     except OSError:
         if not _fresh(target, stamps):
             raise

@@ -1,43 +1,34 @@
-"""Reading molecules: SMILES files, CSV/TSV tables and directories of molecule sets, checked by RDKit.
+"""Molecule sets for training: the molecules of a file, a directory of files, or the built-in sample.
 
-Every molecule is parsed by RDKit and kept as its canonical SMILES, with the line it came from, so
-that later messages can name it. A line RDKit cannot parse is skipped and counted; each file that had
-any gets one warning (`ChemDataWarning`) with the count and the first few lines. Nothing else is
-dropped here: blank lines, `#` comments and a header line are not molecules.
-
-Formats, chosen by suffix (a trailing `.gz` is read through gzip):
-    .smi, .txt, .smiles   SMILES, then optionally whitespace and a name; a header line whose first field
-                          is a SMILES column name (e.g. `smiles`) is skipped.
-    .csv, .tsv, .tab      a table with a header; the SMILES column is named or auto-detected.
+Files are read by `biolm.io.smiles` (formats there). Every molecule is parsed by RDKit and kept as its
+canonical SMILES, with the line it came from, so that later messages can name it. A line RDKit cannot
+parse is skipped and counted; each file that had any gets one warning (`ChemDataWarning`) with the
+count and the first few lines.
 """
 
 from __future__ import annotations
 
 import array
-import csv
-import gzip
-import io
 import os
 import warnings
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from biolm.data.cache import RaggedView, StoreWriter, cached_store
+from biolm.data.corpora import builtin_molecules_path
 from biolm.errors import InputError
-
-# Compared case-insensitively, in this order of preference.
-SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "isomeric_smiles", "smi", "smiles_string")
-SMI_SUFFIXES = (".smi", ".smiles", ".txt")
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
-WARNED_LINES = 5  # invalid lines quoted in a file's warning; the count covers all of them
-
-
-class ChemDataWarning(UserWarning):
-    """Molecules were skipped (invalid SMILES, tokens outside the vocabulary, too long)."""
+from biolm.io.files import input_file
+from biolm.io.smiles import (
+    MOLECULE_SUFFIXES,
+    WARNED_LINES,
+    ChemDataWarning,
+    canonical_records,
+    is_molecule_file,
+    warn_skipped,
+)
 
 
 @dataclass
@@ -72,108 +63,9 @@ class MoleculeSet:
         )
 
 
-def builtin_molecules_path() -> Path:
-    """RDKit's bundled NCI sample (4,999 SMILES), the default chemistry corpus; nothing is downloaded."""
-    from rdkit import RDConfig
-
-    return Path(RDConfig.RDDataDir) / "NCI" / "first_5K.smi"
-
-
 def _stem(path: Path) -> str:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     return name.rsplit(".", 1)[0] if "." in name else name
-
-
-def _format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(TABLE_SUFFIXES):
-        return "table"
-    return "smi"
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    # newline="" lets the csv module see quoted line breaks; utf-8-sig drops a spreadsheet's BOM.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-def choose_smiles_column(header: list[str], path: Path, smiles_column: str | None) -> int:
-    """Index of the SMILES column: `smiles_column` if given (exact name), else a known name.
-
-    Raises:
-        InputError: naming the file, the columns it has and the `data.smiles_column` key.
-    """
-    if smiles_column is not None:
-        if smiles_column in header:
-            return header.index(smiles_column)
-        raise InputError(f"{path}: no column {smiles_column!r} (data.smiles_column); columns are {header}")
-    lowered = [h.strip().lower() for h in header]
-    for name in SMILES_COLUMN_NAMES:
-        if name in lowered:
-            return lowered.index(name)
-    raise InputError(
-        f"{path}: no SMILES column found among {header}; name it with data.smiles_column "
-        f"(looked for {', '.join(SMILES_COLUMN_NAMES)}, any case)"
-    )
-
-
-def iter_smiles_records(
-    path: str | os.PathLike, smiles_column: str | None = None
-) -> Iterator[tuple[int, str]]:
-    """(line number, SMILES text) for every record of a file, before any chemistry check.
-
-    Raises:
-        InputError: a missing or unreadable file, a table without a usable SMILES column.
-    """
-    path = Path(path)
-    try:
-        with _open_text(path) as handle:
-            if _format(path) == "table":
-                delimiter = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
-                reader = csv.reader(handle, delimiter=delimiter)
-                header = next(reader, None)
-                if header is None:
-                    raise InputError(f"{path}: empty file, no header")
-                column = choose_smiles_column(header, path, smiles_column)
-                for row in reader:
-                    if not row:  # a blank line
-                        continue
-                    yield reader.line_num, row[column].strip() if column < len(row) else ""
-                return
-            first = True
-            for number, line in enumerate(handle, start=1):
-                text = line.strip()
-                if not text or text.startswith("#"):
-                    continue
-                smiles = text.split()[0]
-                if first and smiles.lower() in SMILES_COLUMN_NAMES:
-                    first = False
-                    continue
-                first = False
-                yield number, smiles
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-
-
-def canonical_smiles(text: str) -> str | None:
-    """RDKit's canonical SMILES of `text`, or None if RDKit cannot parse it (or it has no atoms)."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():  # our warning reports the line; RDKit's own log would only repeat it
-        mol = Chem.MolFromSmiles(text)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return Chem.MolToSmiles(mol)
-
-
-def canonical_records(
-    path: str | os.PathLike, smiles_column: str | None = None
-) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, SMILES text, canonical SMILES or None if RDKit cannot read it) of every record."""
-    for number, text in iter_smiles_records(path, smiles_column):
-        yield number, text, canonical_smiles(text) if text else None
 
 
 def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) -> MoleculeSet:
@@ -200,26 +92,6 @@ def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) ->
     return result
 
 
-def warn_skipped(
-    path: str | os.PathLike, why: str, skipped: list[tuple[int, str]], total: int, count: int | None = None
-) -> None:
-    """One `ChemDataWarning` for a file: the count (`count`, else `len(skipped)`), then the first
-    `WARNED_LINES` lines and texts."""
-    count = len(skipped) if count is None else count
-    shown = "; ".join(f"line {n}: {t[:60]!r}" for n, t in skipped[:WARNED_LINES])
-    more = f"; and {count - WARNED_LINES} more" if count > WARNED_LINES else ""
-    warnings.warn(
-        f"{path}: skipped {count} of {total} molecules ({why}): {shown}{more}",
-        ChemDataWarning,
-        stacklevel=3,
-    )
-
-
-def _is_molecule_file(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    return path.is_file() and not path.name.startswith(".") and name.endswith(SMI_SUFFIXES + TABLE_SUFFIXES)
-
-
 def molecule_files(path: str | os.PathLike | None) -> list[Path]:
     """The files of a molecule corpus: every molecule file of a directory (sorted by name, with a
     warning naming the other entries), the file itself, or for None the built-in NCI sample.
@@ -232,17 +104,15 @@ def molecule_files(path: str | os.PathLike | None) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-        files = [p for p in entries if _is_molecule_file(p)]
+        files = [p for p in entries if p.is_file() and is_molecule_file(p)]
         if not files:
-            suffixes = ", ".join(SMI_SUFFIXES + TABLE_SUFFIXES)
+            suffixes = ", ".join(MOLECULE_SUFFIXES)
             raise InputError(f"{path}: no molecule files (suffixes {suffixes}, optionally .gz)")
         ignored = [p.name for p in entries if p not in files]
         if ignored:
             warnings.warn(f"{path}: ignored {len(ignored)} other entries: {ignored[:5]}", ChemDataWarning, 3)
         return files
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    return [path]
+    return [input_file(path)]
 
 
 def read_molecule_sets(path: str | os.PathLike | None, smiles_column: str | None = None) -> list[MoleculeSet]:

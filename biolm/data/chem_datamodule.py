@@ -32,8 +32,9 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from biolm.data.cache import RaggedView
-from biolm.data.chem import MoleculeSet, builtin_molecules_path, stored_molecule_sets
+from biolm.data.chem import MoleculeSet, stored_molecule_sets
 from biolm.data.chem_dataset import MoleculeDataset, MoleculeEncoder
+from biolm.data.corpora import builtin_molecules_path
 from biolm.data.molsets import PackedSets
 from biolm.data.packing import pad_batch
 from biolm.errors import InputError

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from biolm.data.chem import ChemDataWarning, MoleculeSet, warn_skipped
+from biolm.data.chem import MoleculeSet
 from biolm.data.packing import IGNORE_INDEX
 from biolm.errors import InputError
+from biolm.io.smiles import ChemDataWarning, warn_skipped
 from biolm.tokenizers import SmilesTokenizer, TokenizationError, tokenize_smiles
 
 UNKNOWN_POLICIES = ("error", "skip", "replace")

@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from biolm.data.fasta import BUILTIN_GENOME, open_fasta
+from biolm.data.corpora import BUILTIN_GENOME
 from biolm.data.markov import MarkovModel
 from biolm.data.packing import IGNORE_INDEX, check_seq_len
 from biolm.errors import ConfigError, InputError
+from biolm.io.genome import open_fasta
 from biolm.tokenizers import DNATokenizer, TokenizationError
 from biolm.tokenizers.base import PAD_ID
 
@@ -286,3 +287,9 @@ class ValWindows(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return window_example(self.source, self.windows[index], self.seq_len)
+
+
+def open_builtin_genome():
+    """The vendored C. diphtheriae chromosome (a `pyfaidx.Fasta`); its shipped index is used as is,
+    never rewritten."""
+    return open_fasta(BUILTIN_GENOME, rebuild_index=False)

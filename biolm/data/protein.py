@@ -1,5 +1,5 @@
 """Protein corpora and datasets: single sequences (causal LM, fill-in-the-middle) and in-context
-family packs. Reading is in `protein_io`, example formatting in `packing`.
+family packs. Reading is in `biolm.io.proteins`, example formatting in `packing`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import torch
 from torch.utils.data import Dataset
 
 from biolm.data.cache import RaggedStore, RaggedView, StoreWriter, cached_store
-from biolm.data.fasta import BUILTIN_DIR
+from biolm.data.corpora import BUILTIN_PROTEOME
 from biolm.data.packing import check_seq_len, fim_format, next_token_example, pack_members, sample_spans
-from biolm.data.protein_io import family_files, iter_corpus
 from biolm.errors import InputError
+from biolm.io.proteins import family_files, iter_corpus
 from biolm.tokenizers import ProteinTokenizer, TokenizationError
 from biolm.tokenizers.base import BOS_ID, EOS_ID, NUM_SPECIAL
-
-BUILTIN_PROTEOME = BUILTIN_DIR / "HG003687_proteome.faa.gz"
 
 
 @dataclass
@@ -101,7 +99,7 @@ def tokenized_corpus(path: Path, tokenizer: ProteinTokenizer) -> RaggedStore:
     `meta["families"]` lists [name, first record, end record] of each family, in corpus order.
 
     Raises:
-        InputError: as `biolm.data.protein_io.iter_corpus`, or a residue the tokenizer cannot read
+        InputError: as `biolm.io.proteins.iter_corpus`, or a residue the tokenizer cannot read
             (naming the file, record and position).
     """
     if tokenizer.vocab_size > 256:  # pragma: no cover - the protein vocabulary has 31 tokens + sentinels

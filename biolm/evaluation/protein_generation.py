@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.errors import InputError
+from biolm.errors import ArgumentError, InputError
 from biolm.evaluation.generation_common import load_generation_model, prompted_samples
 from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot, scatter_with_lines
 from biolm.evaluation.incontext import DEFAULT_SIZES, gain_curve, split_members
@@ -75,7 +75,7 @@ class FamilyResult:
 def family_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The family files of the arguments: files as given, directories expanded to their sequence
     files (sorted)."""
-    from biolm.data.protein_io import is_sequence_file
+    from biolm.io.proteins import is_sequence_file
 
     files: list[Path] = []
     for given in map(Path, paths):
@@ -93,7 +93,7 @@ def family_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def read_family(path: Path, tokenizer) -> FamilyData:
     """Distinct members of a family file (all alignments of a Stockholm file together), tokenized."""
-    from biolm.data.protein_io import read_protein_file
+    from biolm.io.proteins import read_protein_file
     from biolm.tokenizers import TokenizationError
 
     sequences, ids, seen = [], [], set()
@@ -305,7 +305,13 @@ def run_protein_generation(
     started = time.perf_counter()
     model = load_generation_model(model_dir, model, device, "protein")
     if samples_per_prompt < 1 or sample_context < 1 or held_out < 1 or draws < 1 or num_samples < 0:
-        raise InputError("--samples-per-prompt, --sample-context, --held-out and --draws must be at least 1")
+        raise ArgumentError(
+            "{samples_per_prompt}, {sample_context}, {held_out} and {draws} must be at least 1",
+            "samples_per_prompt",
+            "sample_context",
+            "held_out",
+            "draws",
+        )
     families = []
     for path in family_files(data):
         family = read_family(path, model.tokenizer)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from biolm.io.files import atomic_directory
 
 Plot = Callable[[object], None]  # draws on a matplotlib Axes
 
@@ -113,9 +113,7 @@ def write_report(
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as staging:
         for name, draw in plots.items():
             fig, ax = plt.subplots(figsize=(5, 4))
             draw(ax)
@@ -132,17 +130,6 @@ def write_report(
             **(extra or {}),
         }
         (staging / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

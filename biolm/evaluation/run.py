@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from biolm.errors import InputError
-from biolm.evaluation.labelled import LabelledData, read_labelled
+from biolm.errors import ArgumentError
 from biolm.evaluation.report import Plot, roc_plot, scatter_plot, write_report
 from biolm.evaluation.splits import PARTS, make_split
+from biolm.io.labelled import LabelledData, read_labelled
 from biolm.tasks.metrics import regression_metrics, summarize
 
 log = logging.getLogger(__name__)
@@ -249,13 +249,16 @@ def run_zeroshot(
     The report has the model's metrics, then (with an MSA) `site_independent_*` and `ensemble_*`, and
     `scores.tsv` with every variant's scores.
     """
-    from biolm.evaluation.zeroshot import read_scan, score_scan
+    from biolm.evaluation.zeroshot import score_scan
+    from biolm.io.dms import read_scan
     from biolm.models.io import load
 
     started = time.perf_counter()
     baseline = baseline or BaselineOptions()
     if not 0 <= baseline.ensemble_weight <= 1:
-        raise InputError(f"--ensemble-weight must be in [0, 1], got {baseline.ensemble_weight}")
+        raise ArgumentError(
+            f"{{ensemble_weight}} must be in [0, 1], got {baseline.ensemble_weight}", "ensemble_weight"
+        )
     scan = read_scan(scan_path)
     model = load(model_dir, device=device)
     facts = {

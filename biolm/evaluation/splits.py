@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from biolm.errors import InputError
+from biolm.errors import ArgumentError, InputError
 
 PARTS = ("train", "valid", "test")
 METHODS = ("auto", "column", "random", "scaffold", "scaffold-balanced")
@@ -127,12 +127,12 @@ def make_split(
             with no training or no test rows.
     """
     if method not in METHODS:
-        raise InputError(f"split must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ArgumentError(f"{{split}} must be one of {', '.join(METHODS)}, got {method!r}", "split")
     if method == "auto":
         method = "column" if column is not None else "random"
     if method == "column":
         if column is None:
-            raise InputError(f"{source}: --split column but the file has no split column")
+            raise ArgumentError(f"{source}: {{split}} column but the file has no split column", "split")
         out = np.asarray(column).astype(str).copy()
         train = np.flatnonzero(out == "train")
         if not np.any(out == "valid") and fractions[1] > 0:
@@ -143,8 +143,10 @@ def make_split(
         out = random_split(n, fractions, seed)
     else:
         if smiles is None:
-            raise InputError(
-                f"{source}: --split {method} needs SMILES (name the column with --sequence-column)"
+            raise ArgumentError(
+                f"{source}: {{split}} {method} needs SMILES (name the column with {{sequence_column}})",
+                "split",
+                "sequence_column",
             )
         if method == "scaffold":
             out = scaffold_split(smiles, fractions)

@@ -15,98 +15,14 @@ the scores for the functional (bin 1) variants, as ProteinGym does.
 
 from __future__ import annotations
 
-import csv
-import os
-import zlib
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from biolm.errors import InputError
-from biolm.evaluation.labelled import _open
-from biolm.evaluation.mutations import Mutation, parse_mutant, reconstruct_wild_type
+from biolm.io.dms import Scan
 from biolm.models import BioLM
 from biolm.tokenizers import TokenizationError
-
-DMS_COLUMNS = ("mutant", "mutated_sequence", "DMS_score")
-
-
-@dataclass
-class Scan:
-    """A deep mutational scan: its variants and the wild type they share."""
-
-    source: str
-    wild_type: str
-    mutants: list[str]
-    mutations: list[list[Mutation]]
-    sequences: list[str]
-    scores: np.ndarray  # [N] DMS_score
-    lines: list[int]
-    bins: np.ndarray | None = None  # [N] DMS_score_bin (1: functional), when the file has it
-
-
-def _number(row: dict, column: str, path: Path, line: int) -> float:
-    try:
-        value = float(row[column])
-    except (TypeError, ValueError):
-        value = np.nan
-    if not np.isfinite(value):
-        raise InputError(f"{path}: line {line}: {column} {row[column]!r} is not a finite number")
-    return value
-
-
-def read_scan(path: str | os.PathLike) -> Scan:
-    """Read a ProteinGym-style CSV (`mutant,mutated_sequence,DMS_score[,...]`) and its wild type.
-
-    Raises:
-        InputError: a missing/empty file, a missing column, a bad mutation or score, or a row whose
-            wild type disagrees with the others, naming file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        with _open(path) as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise InputError(f"{path}: empty file, no header")
-            missing = [c for c in DMS_COLUMNS if c not in reader.fieldnames]
-            if missing:
-                raise InputError(
-                    f"{path}: missing column(s) {', '.join(missing)}; a scan needs {', '.join(DMS_COLUMNS)}"
-                )
-            rows = [(reader.line_num, row) for row in reader]
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    if not rows:
-        raise InputError(f"{path}: no variants after the header")
-    has_bins = "DMS_score_bin" in reader.fieldnames
-    mutants, mutations, sequences, scores, lines, bins = [], [], [], [], [], []
-    for line, row in rows:
-        mutant, sequence = (row["mutant"] or "").strip(), (row["mutated_sequence"] or "").strip()
-        try:
-            mutations.append(parse_mutant(mutant))
-        except InputError as err:
-            raise InputError(f"{path}: line {line}: {err}") from None
-        scores.append(_number(row, "DMS_score", path, line))
-        bins.append(int(_number(row, "DMS_score_bin", path, line)) if has_bins else 0)
-        mutants.append(mutant)
-        sequences.append(sequence)
-        lines.append(line)
-    wild_type = reconstruct_wild_type(list(zip(lines, mutants, sequences, strict=True)), str(path))
-    return Scan(
-        str(path),
-        wild_type,
-        mutants,
-        mutations,
-        sequences,
-        np.array(scores),
-        lines,
-        np.array(bins) if has_bins else None,
-    )
 
 
 def encode_sequence(model: BioLM, sequence: str, record: str, source: str) -> np.ndarray:

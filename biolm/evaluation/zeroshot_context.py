@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.errors import InputError
+from biolm.errors import ArgumentError, InputError
 from biolm.evaluation.incontext import context_chunks, score_targets
-from biolm.evaluation.zeroshot import Scan, encode_sequence, marginal_scores, mutated_positions
+from biolm.evaluation.zeroshot import encode_sequence, marginal_scores, mutated_positions
 from biolm.inference.decoding import repeat_state
+from biolm.io.dms import Scan
 from biolm.models import BioLM
 from biolm.tokenizers import TokenizationError
 from biolm.tokenizers.base import SEP_ID
@@ -70,15 +71,18 @@ class ContextOptions:
 
     def check(self) -> None:
         if self.token_budget < 3:
-            raise InputError(
-                f"--context-tokens must be at least 3 (<bos>, a residue, <sep>), got {self.token_budget}"
+            raise ArgumentError(
+                f"{{token_budget}} must be at least 3 (<bos>, a residue, <sep>), got {self.token_budget}",
+                "token_budget",
             )
         if self.replicates < 1:
-            raise InputError(f"--replicates must be at least 1, got {self.replicates}")
+            raise ArgumentError(f"{{replicates}} must be at least 1, got {self.replicates}", "replicates")
         if self.max_identity is not None and not 0 < self.max_identity <= 1:
-            raise InputError(f"--max-identity must be in (0, 1], got {self.max_identity}")
+            raise ArgumentError(
+                f"{{max_identity}} must be in (0, 1], got {self.max_identity}", "max_identity"
+            )
         if self.max_members is not None and self.max_members < 1:
-            raise InputError(f"--max-members must be at least 1, got {self.max_members}")
+            raise ArgumentError(f"{{max_members}} must be at least 1, got {self.max_members}", "max_members")
         if self.prefill_tokens < 1:
             raise InputError(f"prefill_tokens must be at least 1, got {self.prefill_tokens}")
         if self.score not in SCORES:
@@ -123,7 +127,8 @@ def read_homologs(options: ContextOptions, scan: Scan, tokenizer) -> Homologs:
         InputError: as `biolm.evaluation.site_independent.read_alignment` and `check_query` (naming the
             file and the record), a residue the tokenizer cannot read, or no homolog left.
     """
-    from biolm.evaluation.site_independent import check_query, identity_to_query, read_alignment
+    from biolm.evaluation.site_independent import check_query, identity_to_query
+    from biolm.io.msa import read_alignment
 
     path = Path(options.path)
     alignment = check_query(read_alignment(path), scan.wild_type)
@@ -234,16 +239,20 @@ def fim_log_probs(
 def check_context_model(model: BioLM, score: str) -> None:
     """A context needs a causal model; the fim score a tokenizer with FIM sentinels."""
     if model.config.stateless:
-        raise InputError(
-            "--context needs a causal model: a bidirectional or RC-equivariant model cannot read a "
-            "context before the sequence"
+        raise ArgumentError(
+            "{context} needs a causal model: a bidirectional or RC-equivariant model cannot read a "
+            "context before the sequence",
+            "context",
         )
     if getattr(model.tokenizer, "kind", None) != "protein":
-        raise InputError(f"--context (homologs) needs a protein model, not a {model.tokenizer.kind} model")
+        raise ArgumentError(
+            f"{{context}} (homologs) needs a protein model, not a {model.tokenizer.kind} model", "context"
+        )
     if score == "fim" and not getattr(model.tokenizer, "sentinel_ids", []):
-        raise InputError(
-            "--score fim needs a model trained with fill-in-the-middle (task.objective=fim); this model's "
-            "tokenizer has no <fim_k> sentinels"
+        raise ArgumentError(
+            "{score} fim needs a model trained with fill-in-the-middle (task.objective=fim); this model's "
+            "tokenizer has no <fim_k> sentinels",
+            "score",
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from biolm.inference.embed import embed_ids, resolve_layers, tokenize_records
-from biolm.inference.records import read_records, records_from_sequences, safe_unique_ids
+from biolm.io.records import read_records, records_from_sequences, safe_unique_ids
 from biolm.models import BioLM
 
 
@@ -22,7 +22,7 @@ class Embeddings:
         vectors: pooled: [N, d_model] float32 for one layer given as an int (or the default), else
             [N, K, d_model] with the layers in `layers` order; per-token: a list of N arrays [L_i, d_model]
             (or [L_i, K, d_model]).
-        ids: N sanitized, unique ids in input order (see `biolm.inference.records.safe_unique_ids`).
+        ids: N sanitized, unique ids in input order (see `biolm.io.records.safe_unique_ids`).
         headers: the N original headers / ids.
         layers: the K absolute layer indices (0 = token embedding, n_layers = final hidden state).
         pool: the pooling used.
@@ -62,7 +62,7 @@ def embed(
     Args:
         model: a loaded `BioLM` (with `model.tokenizer`) or a model directory.
         sequences: a file (str or Path; FASTA, A3M, Stockholm, SMILES, CSV/TSV: see
-            `biolm.inference.records`), a list of sequence strings (ids seq_1, seq_2, ...) or a dict
+            `biolm.io.records`), a list of sequence strings (ids seq_1, seq_2, ...) or a dict
             {id: sequence}. A single string is always a path.
         pool: "mean", "last" (causal models' whole-sequence summary), "bos" (bidirectional/RC models
             only) or "per-token"; see `biolm.inference.embed`.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.errors import InputError
+from biolm.errors import ArgumentError, InputError
 from biolm.tokenizers import TokenizationError, Tokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, SEP_ID
 
@@ -115,12 +115,12 @@ def _read_family_records(path: Path) -> list[tuple[str, str]]:
     Stockholm file together; empty sequences are kept (as "") for the caller to count."""
     # read_protein_file rejects a record that is empty after gap removal, which is right for training
     # data but too strict for a context file; its lower-level parser is used instead (see the report).
-    from biolm.data.protein_io import _records, clean_sequence, sniff_format
+    from biolm.io.proteins import clean_sequence, iter_alignments, sniff_format
 
     fmt = sniff_format(path)
     records = []
     try:
-        for raw in _records(path, fmt):
+        for raw in iter_alignments(path, fmt):
             for name, text in raw:
                 records.append((name or f"#{len(records) + 1}", clean_sequence(text)))
     # e.g. a truncated or corrupt gzip file, found only past its first line
@@ -257,9 +257,11 @@ def molecule_set_prompt(
         InputError: missing, empty or unreadable file, unknown extension, missing column, no valid
             molecule, no molecule short enough for the budget.
     """
-    from biolm.data.chem import SMI_SUFFIXES, TABLE_SUFFIXES, read_molecules, warn_skipped
+    from biolm.data.chem import read_molecules
     from biolm.data.chem_dataset import MoleculeEncoder, example_seed
     from biolm.data.molsets import packed_example
+    from biolm.io.smiles import SMI_SUFFIXES, warn_skipped
+    from biolm.io.tables import TABLE_SUFFIXES
 
     path = Path(path)
     _check_budget(token_budget, max_members)
@@ -274,12 +276,11 @@ def molecule_set_prompt(
             "optionally .gz"
         )
     if column is not None and not name.endswith(TABLE_SUFFIXES):
-        raise InputError(f"{path}: --column applies to CSV/TSV tables, not to SMILES files")
+        raise ArgumentError(f"{path}: {{column}} applies to CSV/TSV tables, not to SMILES files", "column")
     try:
         molecules = read_molecules(path, column)
-    except InputError as err:
-        # The reader names the training option; here the column comes from the command line.
-        raise InputError(str(err).replace("data.smiles_column", "--column")) from None
+    except ArgumentError as err:
+        raise err.renamed(smiles_column="column") from None
     n_invalid = molecules.total - len(molecules)
     first: dict[str, int] = {}
     for i, smiles in enumerate(molecules.smiles):
@@ -360,7 +361,9 @@ def context_prompt(
     common = {"seed": seed, "token_budget": token_budget, "max_members": max_members}
     if kind == "protein":
         if column is not None:
-            raise InputError(f"{path}: --column applies to molecule tables, not to protein families")
+            raise ArgumentError(
+                f"{path}: {{column}} applies to molecule tables, not to protein families", "column"
+            )
         return family_prompt(path, tokenizer, **common)
     if kind == "smiles":
         return molecule_set_prompt(path, tokenizer, column=column, randomize=randomize, **common)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from biolm.inference.io import write_atomic
+from biolm.io.files import write_atomic
 
 
 def clean_molecules(
@@ -35,7 +35,7 @@ def clean_molecules(
     Returns:
         (canonical SMILES kept, in order of first appearance; counts as in the module docstring).
     """
-    from biolm.data.chem import canonical_smiles
+    from biolm.io.smiles import canonical_smiles
 
     generated, valid = 0, 0
     unique: dict[str, None] = {}

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.errors import InputError
-from biolm.inference.io import write_atomic
+from biolm.errors import ArgumentError, InputError
+from biolm.io.files import write_atomic
 
 FORMATS = (".npy", ".parquet", ".h5", ".pt")
 PER_TOKEN_FORMATS = (".h5", ".hdf5", ".pt")
@@ -43,8 +43,9 @@ def output_format(path: Path, pool: str) -> str:
     if suffix not in FORMATS:
         raise InputError(f"{path}: unknown output extension {suffix or '(none)'}; use {', '.join(FORMATS)}")
     if pool == "per-token" and suffix not in PER_TOKEN_FORMATS:
-        raise InputError(
-            f"{path}: --pool per-token needs .h5 or .pt output (a {suffix} file holds one row per record)"
+        raise ArgumentError(
+            f"{path}: {{pool}} per-token needs .h5 or .pt output (a {suffix} file holds one row per record)",
+            "pool",
         )
     return suffix
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from biolm.errors import ConfigError, InputError
+from biolm.io.files import atomic_directory
 from biolm.models.backbone import BioLM
 from biolm.models.config import ModelConfig
 from biolm.tokenizers import Tokenizer, load_tokenizer
@@ -35,9 +34,7 @@ TOKENIZER_FILE = "tokenizer.json"
 def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
     """Write `model` and `tokenizer` to the directory `path` (replaced if it exists)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as staging:
         save_model(model, str(staging / WEIGHTS_FILE))
         meta = {
             "format": MODEL_FORMAT,
@@ -46,17 +43,6 @@ def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
         }
         OmegaConf.save(OmegaConf.create(meta), staging / CONFIG_FILE)
         tokenizer.save(staging / TOKENIZER_FILE)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 

@@ -19,7 +19,6 @@ allowed, for these loads only.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
 import zipfile
@@ -31,10 +30,10 @@ from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from biolm.errors import ConfigError, InputError
+from biolm.io.files import TEMP_MARK, atomic_file
 
 log = logging.getLogger(__name__)
 
-TEMP_MARK = ".tmp-"  # temporary files are `.<name>.tmp-<pid>`
 
 # Types and functions a checkpoint may ask for beyond torch's weights-only defaults (tensors, storages,
 # OrderedDict, built-in containers and scalars), allowed for biolm's checkpoint loads only (never
@@ -146,32 +145,8 @@ class AtomicCheckpointIO(SafeCheckpointIO):
             return
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
-        try:
-            with open(temp, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
-        _sync_directory(target.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk (POSIX; a no-op elsewhere).
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        with atomic_file(path, durable=True) as temp, open(temp, "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 def _first_line(err: BaseException) -> str:

@@ -40,6 +40,7 @@ from biolm.configs import to_train_config
 from biolm.configs.schema import TrainConfig
 from biolm.data.datamodule import ResumableData
 from biolm.errors import ConfigError
+from biolm.io.files import write_atomic, write_text_atomic
 from biolm.models.io import save
 from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
 from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
@@ -111,12 +112,14 @@ def merge_metrics(run_dir: Path) -> Path:
                     row[key] = ""
         rows = [r for r in rows if any(v for k, v in r.items() if k not in ("epoch", "step"))] + session
     rows.sort(key=lambda r: int(r["step"]))
-    out = run_dir / "metrics.csv"
-    with open(out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+
+    def write(temp: Path) -> None:
+        with open(temp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_atomic(run_dir / "metrics.csv", write)
 
 
 def _quiet_lightning() -> None:
@@ -271,8 +274,7 @@ def train(
         objective=cfg.task.objective,
     )
     if trainer.is_global_zero:
-        with open(run_dir / "summary.json", "w") as handle:
-            json.dump(summary.__dict__, handle, indent=2)
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary.__dict__, indent=2))
     return summary
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from biolm.errors import InputError
+from biolm.io.files import write_text_atomic
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<sep>", "<mask>", "<unk>")
 PAD_ID, BOS_ID, EOS_ID, SEP_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
@@ -230,16 +229,7 @@ class Tokenizer(ABC):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the tokenizer as JSON; atomic, so an interrupted save never leaves a partial file."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str | None = None) -> Tokenizer:

@@ -10,12 +10,13 @@ import torch
 from rdkit import Chem
 
 from biolm.configs import load_config, packaged_config, to_train_config
-from biolm.data.chem import ChemDataWarning, MoleculeSet
+from biolm.data.chem import MoleculeSet
 from biolm.data.chem_datamodule import build_chem_data, split_molecules
 from biolm.data.chem_dataset import IGNORE_INDEX, MoleculeDataset, MoleculeEncoder, randomized_smiles
 from biolm.data.molsets import PackedSets, pack_greedy, packed_example
 from biolm.data.packing import pad_batch
 from biolm.errors import InputError
+from biolm.io.smiles import ChemDataWarning
 from biolm.tokenizers import SmilesTokenizer
 
 DRUGS = [

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 import biolm.data.cache as cache
-from biolm.data.chem import ChemDataWarning, read_molecule_sets, stored_molecule_sets
+from biolm.data.chem import read_molecule_sets, stored_molecule_sets
 from biolm.data.chem_datamodule import build_chem_data
-from biolm.data.fasta import open_fasta
 from biolm.data.genome import GenomeSource, Region, ValWindows
 from biolm.data.protein import ProteinCorpus, SequenceExamples
-from biolm.data.protein_io import read_families
 from biolm.errors import InputError
+from biolm.io.genome import open_fasta
+from biolm.io.proteins import read_families
+from biolm.io.smiles import ChemDataWarning
 from biolm.tokenizers import DNATokenizer, ProteinTokenizer, SmilesTokenizer
 
 
@@ -220,7 +221,7 @@ def test_genome_index_goes_to_the_cache_when_the_directory_is_read_only(tmp_path
     write_genome(tmp_path / "g.fa", {"a": "ACGT" * 100})
     real_access = os.access
     monkeypatch.setattr(
-        "biolm.data.fasta.os.access",
+        "biolm.io.genome.os.access",
         lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode),
     )
     assert open_fasta(tmp_path / "g.fa")["a"][4:8] == "ACGT"

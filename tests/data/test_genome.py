@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 from Bio import bgzf
 
-from biolm.data.fasta import _is_bgzf, open_builtin_genome, open_fasta
-from biolm.data.genome import IGNORE_INDEX, GenomeSource, Region, TrainWindows, ValWindows
+from biolm.data.genome import (
+    IGNORE_INDEX,
+    GenomeSource,
+    Region,
+    TrainWindows,
+    ValWindows,
+    open_builtin_genome,
+)
 from biolm.data.markov import MarkovModel
 from biolm.errors import InputError
+from biolm.io.genome import _is_bgzf, open_fasta
 from biolm.tokenizers import DNATokenizer
 
 

@@ -105,7 +105,7 @@ def test_length_summary():
 
 @pytest.mark.skipif(not (SHARED / "pfam_hmm").is_dir(), reason="../shared/data is not present")
 def test_pfam_seed_members_hit_their_hmm_and_not_another():
-    from biolm.data.protein_io import read_protein_file
+    from biolm.io.proteins import read_protein_file
 
     ww = [r.sequence for r in read_protein_file(SHARED / "pfam_seed" / "PF00397_seed.fasta")[0].records][:40]
     own = hmm_hits(SHARED / "pfam_hmm" / "PF00397.hmm", ww)

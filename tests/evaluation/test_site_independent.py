@@ -14,9 +14,9 @@ from biolm.evaluation.site_independent import (
     SiteIndependentModel,
     check_query,
     identity_to_query,
-    read_alignment,
     sequence_weights,
 )
+from biolm.io.msa import read_alignment
 
 # Match columns ACDE; s2 has an insert (lower case) and is the query again; s3 starts with a gap.
 HAND_MSA = ">q\nACDE\n>s1\nACDF\n>s2\nAcCDE\n>s3\n-CEE\n"
@@ -93,7 +93,7 @@ def test_blat_site_independent_spearman():
     from scipy.stats import spearmanr
 
     from biolm.evaluation.site_independent import site_independent_scores
-    from biolm.evaluation.zeroshot import read_scan
+    from biolm.io.dms import read_scan
 
     scan = read_scan(BLAT / "BLAT_ECOLX_Jacquier_2013.csv")
     scores, model = site_independent_scores(BLAT / "BLAT_ECOLX_ColabFold_2202.a3m.gz", scan)

@@ -72,7 +72,7 @@ def test_split_errors():
     with pytest.raises(InputError, match="no split column"):
         make_split(5, "column")
     for method in ("scaffold", "scaffold-balanced"):
-        with pytest.raises(InputError, match=f"--split {method} needs SMILES"):
+        with pytest.raises(InputError, match=f"split {method} needs SMILES"):
             make_split(5, method)
     with pytest.raises(InputError, match="no test rows"):
         make_split(2, "column", column=np.array(["train", "valid"]))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from biolm.errors import InputError
-from biolm.evaluation.zeroshot import read_scan, score_scan
+from biolm.evaluation.zeroshot import score_scan
+from biolm.io.dms import read_scan
 from biolm.models.io import load
 from tests.evaluation.helpers import WILD_TYPE, dms_rows, tiny_model_dir, write_table
 

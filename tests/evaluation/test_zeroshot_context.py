@@ -12,7 +12,6 @@ import torch
 from biolm.cli.main import main
 from biolm.errors import InputError
 from biolm.evaluation.incontext import prompt_ids
-from biolm.evaluation.zeroshot import read_scan
 from biolm.evaluation.zeroshot_context import (
     ContextOptions,
     draw_context,
@@ -20,6 +19,7 @@ from biolm.evaluation.zeroshot_context import (
     read_homologs,
     score_scan_in_context,
 )
+from biolm.io.dms import read_scan
 from biolm.models import BioLM, ModelConfig
 from biolm.models.io import load, save
 from biolm.tokenizers import get_tokenizer

@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from biolm.data.chem import ChemDataWarning
 from biolm.data.molsets import packed_example
 from biolm.data.packing import fim_format, pack_members
-from biolm.data.protein_io import clean_sequence
 from biolm.errors import InputError
 from biolm.inference.context import context_prompt, family_prompt, molecule_set_prompt
 from biolm.inference.infill import assemble_infill, infill_prompt, parse_infill
+from biolm.io.proteins import clean_sequence
+from biolm.io.smiles import ChemDataWarning
 from biolm.tokenizers import ProteinTokenizer, get_tokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, SEP_ID
 
@@ -194,7 +194,7 @@ def test_molecule_prompt_is_the_start_of_the_training_pack(tmp_path, smiles_tok)
 
 
 def test_molecule_budget_seed_and_randomized_smiles(tmp_path, smiles_tok):
-    from biolm.data.chem import canonical_smiles
+    from biolm.io.smiles import canonical_smiles
 
     smiles = ["C" * k + "O" for k in range(1, 15)]
     path = _write_smi(tmp_path, "\n".join(smiles) + "\n")
@@ -252,10 +252,10 @@ def test_malformed_family_files(tmp_path, protein_tok, name, content, message):
     [
         ("empty.smi", "", {}, "no valid molecule"),
         ("bad.smi", "C1CC\nxyz\n", {}, "no valid molecule"),
-        ("no_col.csv", "id,value\na,1\n", {}, "no SMILES column found.*--column"),
-        ("wrong_col.csv", "id,smiles\na,CCO\n", {"column": "mol"}, "no column 'mol' \\(--column\\)"),
+        ("no_col.csv", "id,value\na,1\n", {}, "no SMILES column found.*name it with column"),
+        ("wrong_col.csv", "id,smiles\na,CCO\n", {"column": "mol"}, "no column 'mol' \\(column\\)"),
         ("mols.sdf", "CCO\n", {}, "unknown molecule file extension"),
-        ("mols.smi", "CCO\n", {"column": "smiles"}, "--column applies to CSV/TSV"),
+        ("mols.smi", "CCO\n", {"column": "smiles"}, "column applies to CSV/TSV"),
         ("mols.smi", "CCCCCCCCCCCCCCCCCCCCCCCCO\n", {"token_budget": 10}, "none within the token budget"),
     ],
 )

@@ -6,7 +6,6 @@ import warnings
 import pytest
 
 from biolm.data.chem import read_molecules
-from biolm.inference.io import read_fasta_records
 from biolm.inference.postprocess import (
     clean_molecules,
     clean_proteins,
@@ -14,6 +13,7 @@ from biolm.inference.postprocess import (
     write_fasta,
     write_smiles,
 )
+from biolm.io.fasta import read_fasta
 
 
 def test_clean_molecules_counts_each_stage():
@@ -62,7 +62,9 @@ def test_write_fasta_reads_back(tmp_path):
     write_fasta(tmp_path / "w.fa.gz", {"a": "ACDEFG"}, width=4)
     with gzip.open(tmp_path / "w.fa.gz", "rt") as handle:
         assert handle.read() == ">a\nACDE\nFG\n"
-    assert read_fasta_records(tmp_path / "w.fa.gz") == [("a", "a", "ACDEFG")]
+    assert [(r.name, r.header, r.sequence) for r in read_fasta(tmp_path / "w.fa.gz")] == [
+        ("a", "a", "ACDEFG")
+    ]
 
 
 def test_write_smiles_reads_back(tmp_path):

@@ -103,7 +103,7 @@ def test_per_token_round_trip(tmp_path, suffix, layers):
 
 @pytest.mark.parametrize("suffix", [".npy", ".parquet"])
 def test_per_token_needs_h5_or_pt(tmp_path, suffix):
-    with pytest.raises(InputError, match="--pool per-token needs .h5 or .pt"):
+    with pytest.raises(InputError, match="pool per-token needs .h5 or .pt"):
         write_embeddings(tmp_path / f"x{suffix}", _per_token(1), IDS, HEADERS, [2], "per-token")
     assert not any(tmp_path.iterdir())
 

@@ -15,13 +15,14 @@ from Bio import bgzf
 from rdkit import Chem
 
 from biolm.configs import load_config, packaged_config, to_train_config
-from biolm.data.chem import ChemDataWarning, read_molecules, stored_molecule_sets
-from biolm.data.fasta import open_fasta
+from biolm.data.chem import read_molecules, stored_molecule_sets
 from biolm.data.genome import IGNORE_INDEX, GenomeSource, TrainWindows, ValWindows
 from biolm.data.protein import ProteinCorpus, SequenceExamples
 from biolm.errors import BiolmError, ConfigError, InputError
-from biolm.evaluation.labelled import read_labelled
-from biolm.inference.records import read_records
+from biolm.io.genome import open_fasta
+from biolm.io.labelled import read_labelled
+from biolm.io.records import read_records
+from biolm.io.smiles import ChemDataWarning
 from biolm.models import BioLM, ModelConfig
 from biolm.models.io import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load, save
 from biolm.tokenizers import DNATokenizer, ProteinTokenizer, TokenizerFormatError, load_tokenizer
@@ -157,8 +158,8 @@ def damaged_gzip(path, text: bytes, how: str):
 
 @pytest.mark.parametrize("how", ["truncated", "corrupt"])
 def test_truncated_or_corrupt_gzip_is_a_one_line_error_in_every_reader(tmp_path, monkeypatch, how):
-    from biolm.evaluation.zeroshot import read_scan
     from biolm.inference.context import family_prompt
+    from biolm.io.dms import read_scan
 
     monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -155,7 +155,7 @@ def molecules(path: Path) -> None:
 
 
 def records(kind: str) -> Callable[[Path], object]:
-    from biolm.inference.records import read_records
+    from biolm.io.records import read_records
 
     return lambda path: read_records(path, kind)
 
@@ -175,13 +175,13 @@ def molecule_context(path: Path) -> None:
 
 
 def labelled(path: Path) -> None:
-    from biolm.evaluation.labelled import read_labelled
+    from biolm.io.labelled import read_labelled
 
     read_labelled(path)
 
 
 def scan(path: Path) -> None:
-    from biolm.evaluation.zeroshot import read_scan
+    from biolm.io.dms import read_scan
 
     read_scan(path)
 

@@ -1,24 +1,22 @@
-"""Reading protein sequences (Biopython): FASTA, A3M, Stockholm, and directories of family files.
+"""Reading protein sequences: FASTA, A3M, Stockholm (Biopython), and directories of family files.
 
 Every reader returns raw, unaligned sequences for language modelling: alignment gaps (`-`, `.`) are
 removed and A3M/Stockholm insert columns (lower case) are upper-cased, so each record is the protein
 as it occurs in nature. A trailing stop `*` (Prodigal and other gene callers write one) is dropped.
-Plain gzip (`.gz`) is read transparently. Errors name the file and, where there is one, the record.
+Gzip is read transparently (`biolm.io.files`). Errors name the file and, where there is one, the record.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from biolm.errors import InputError
+from biolm.io.fasta import iter_fasta
+from biolm.io.files import READ_ERRORS, base_name, input_file, open_text
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # Files in a family directory that are read; anything else (README, .fai, ...) is skipped.
 SEQUENCE_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".a3m", ".sto", ".stk", ".stockholm")
 _GAPS = str.maketrans("", "", "-.")
@@ -47,24 +45,14 @@ def clean_sequence(text: str) -> str:
     return seq[:-1] if seq.endswith("*") else seq
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == _GZIP_MAGIC
-    # errors="replace": a stray non-UTF-8 byte becomes U+FFFD and is reported as an invalid character
-    # of its record, not as a decoding error without a record name.
-    if compressed:
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _first_line(path: Path) -> str:
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             for line in handle:
                 line = line.strip().strip("\x00")
                 if line and not (line.startswith("#") and not line.upper().startswith("# STOCKHOLM")):
                     return line
-    except (OSError, EOFError, zlib.error) as err:
+    except READ_ERRORS as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return ""
 
@@ -75,9 +63,7 @@ def sniff_format(path: str | os.PathLike) -> str:
     Raises:
         InputError: missing, empty or of another format.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    path = input_file(path)
     first = _first_line(path)
     if not first:
         raise InputError(f"{path}: empty file, no protein sequences")
@@ -88,23 +74,11 @@ def sniff_format(path: str | os.PathLike) -> str:
     raise InputError(f"{path}: not FASTA, A3M or Stockholm (the first line starts with {first[:20]!r})")
 
 
-def _fasta_lines(path: Path) -> Iterator[str]:
-    # A3M files from HHblits/ColabFold may open with a '#' line and end with NUL bytes; Biopython's
-    # FASTA parser rejects both, so they are removed here.
-    with _open_text(path) as handle:
-        started = False
-        for line in handle:
-            if not started:
-                if not line.strip() or line.startswith("#"):
-                    continue
-                started = True
-            line = line.replace("\x00", "")
-            if line.strip():  # Biopython's parser indexes line[0]
-                yield line
-
-
-def _records(path: Path, fmt: str) -> Iterator[list[tuple[str, str]]]:
-    """[(record id, raw sequence)] per alignment (Stockholm) or per file (FASTA, A3M)."""
+def iter_alignments(path: str | os.PathLike, fmt: str | None = None) -> Iterator[list[tuple[str, str]]]:
+    """[(record id, raw aligned sequence)] per alignment: one per Stockholm alignment, one for a FASTA
+    or A3M file. `fmt` ("fasta", "stockholm") is sniffed when None."""
+    path = Path(path)
+    fmt = fmt or sniff_format(path)
     current: list[tuple[str, str]] = []
     index = 0
     for alignment, name, text in iter_raw_records(path, fmt):
@@ -123,21 +97,22 @@ def iter_raw_records(path: Path, fmt: str) -> Iterator[tuple[int, str, str]]:
         InputError: malformed or unreadable (e.g. truncated gzip) file, naming it.
     """
     from Bio import AlignIO
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+    if fmt == "fasta":
+        for record in iter_fasta(path):
+            yield 0, record.name, record.sequence
+        return
     try:
-        if fmt == "fasta":
-            for title, seq in SimpleFastaParser(_fasta_lines(path)):
-                yield 0, (title.split()[0] if title.strip() else ""), seq
-        else:
-            with _open_text(path) as handle:
-                for index, alignment in enumerate(AlignIO.parse(handle, "stockholm")):
-                    for r in alignment:
-                        yield index, r.id, str(r.seq)
+        with open_text(path) as handle:
+            for index, alignment in enumerate(AlignIO.parse(handle, "stockholm")):
+                for r in alignment:
+                    yield index, r.id, str(r.seq)
+    except InputError:
+        raise
     except ValueError as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: malformed {fmt} file: {message}") from None
-    except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated or corrupt gzip file
+    except READ_ERRORS as err:  # e.g. a truncated or corrupt gzip file
         raise InputError(f"{path}: cannot read the file ({type(err).__name__}: {err})") from None
 
 
@@ -184,9 +159,8 @@ def read_protein_file(path: str | os.PathLike) -> list[Family]:
 
 
 def is_sequence_file(path: Path) -> bool:
-    name = path.name.lower()
-    name = name[:-3] if name.endswith(".gz") else name
-    return path.is_file() and not path.name.startswith(".") and name.endswith(SEQUENCE_SUFFIXES)
+    """A protein file of a family directory (by suffix; hidden files are not)."""
+    return path.is_file() and not path.name.startswith(".") and base_name(path).endswith(SEQUENCE_SUFFIXES)
 
 
 def family_files(path: str | os.PathLike) -> list[Path]:
@@ -198,9 +172,7 @@ def family_files(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     if not path.is_dir():
-        if not path.is_file():
-            raise InputError(f"{path}: file not found")
-        return [path]
+        return [input_file(path)]
     files = sorted(p for p in path.iterdir() if is_sequence_file(p))
     if not files:
         raise InputError(

@@ -6,7 +6,7 @@ open and reused afterwards; biolm adds:
 - a check that a reused index still describes the file (pyfaidx only compares modification times, so
   a file replaced by an older copy, or an index cut short by a killed build, would be read wrong);
   an index that does not match is rebuilt, with a log line;
-- an index in the cache directory (`biolm.data.cache.cache_root()`) when the FASTA's own directory
+- an index in the cache directory (`biolm.io.files.cache_root()`) when the FASTA's own directory
   is not writable (or an index there cannot be rewritten);
 - plain gzip (which cannot be read by random access) converted once, with a log line, into a BGZF
   copy in the cache directory, reused while the source is unchanged.
@@ -21,21 +21,24 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zlib
 from pathlib import Path
 
 import pyfaidx
 
-from biolm.data.cache import cache_root
 from biolm.errors import InputError
+from biolm.io.files import (
+    GZIP_MAGIC,
+    READ_ERRORS,
+    atomic_file,
+    cache_root,
+    input_file,
+    open_binary,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
-BUILTIN_DIR = Path(__file__).parent / "builtin"
-BUILTIN_GENOME = BUILTIN_DIR / "cdiphtheriae_NCTC11397.fna.gz"
-
-_GZIP_MAGIC = b"\x1f\x8b"
 _BGZF_BLOCK = 65536  # most bytes of one BGZF block, compressed or not
 _BGZF_EOF = 28  # the empty block that ends a BGZF file
 _COPY_CHUNK = 1 << 20
@@ -43,18 +46,17 @@ _COPY_CHUNK = 1 << 20
 
 def _is_bgzf(header: bytes) -> bool:
     # BGZF is gzip with an extra field (FLG.FEXTRA) whose subfield id is "BC" (SAM/BAM spec, 4.1).
-    return len(header) >= 18 and header[:2] == _GZIP_MAGIC and header[3] & 4 and header[12:14] == b"BC"
+    return len(header) >= 18 and header[:2] == GZIP_MAGIC and header[3] & 4 and header[12:14] == b"BC"
 
 
-def _first_byte(path: Path, compressed: bool) -> bytes:
-    opener = gzip.open if compressed else open
+def _first_byte(path: Path) -> bytes:
     try:
-        with opener(path, "rb") as handle:
+        with open_binary(path) as handle:
             while chunk := handle.read(4096):
                 stripped = chunk.lstrip()
                 if stripped:
                     return stripped[:1]
-    except (OSError, EOFError, zlib.error) as err:
+    except READ_ERRORS as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return b""
 
@@ -86,33 +88,22 @@ def bgzf_copy(path: Path) -> Path:
             return target
     except (OSError, ValueError):
         pass
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-        os.close(fd)
-    except OSError as err:
-        raise InputError(
-            f"{path}: plain gzip needs a BGZF copy, but {directory} is not writable ({err}); set "
-            "BIOLM_CACHE_DIR, or recompress the file with `bgzip` (htslib)"
-        ) from None
     log.info("%s: plain gzip cannot be read by random access; writing a BGZF copy once to %s", path, target)
     try:
-        with gzip.open(path, "rb") as source, bgzf.BgzfWriter(tmp, "wb") as sink:
-            while chunk := source.read(_COPY_CHUNK):
-                sink.write(chunk)
-        for stale in (Path(f"{target}.fai"), Path(f"{target}.gzi")):
-            stale.unlink(missing_ok=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the copy is as readable as a normal file
-        os.replace(tmp, target)
-        stamp_file.write_text(json.dumps(stamp))
+        with atomic_file(target) as temp:
+            with open_binary(path) as source, bgzf.BgzfWriter(temp, "wb") as sink:
+                while chunk := source.read(_COPY_CHUNK):
+                    sink.write(chunk)
+            for stale in (Path(f"{target}.fai"), Path(f"{target}.gzi")):
+                stale.unlink(missing_ok=True)
+        write_text_atomic(stamp_file, json.dumps(stamp))
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise InputError(f"{path}: cannot read the gzip file, truncated or corrupt? ({err})") from None
-    except OSError as err:  # e.g. the disk is full
+    except OSError as err:  # e.g. the disk is full, or the cache is not writable
         raise InputError(
-            f"{path}: cannot write its BGZF copy to {directory} ({err}); set BIOLM_CACHE_DIR"
+            f"{path}: plain gzip needs a BGZF copy, but it cannot be written to {directory} ({err}); set "
+            "BIOLM_CACHE_DIR, or recompress the file with `bgzip` (htslib)"
         ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target
 
 
@@ -228,15 +219,13 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
         InputError: the file is missing, empty, not FASTA, malformed (uneven line lengths), has two
             records with one id, or is a truncated gzip file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    path = input_file(path)
     with open(path, "rb") as handle:
         header = handle.read(18)
     if not header:
         raise InputError(f"{path}: empty file, no FASTA records")
-    compressed = header[:2] == _GZIP_MAGIC
-    first = _first_byte(path, compressed)
+    compressed = header[:2] == GZIP_MAGIC
+    first = _first_byte(path)
     if not first:
         raise InputError(f"{path}: empty file, no FASTA records")
     if first != b">":
@@ -267,8 +256,3 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
     if not fasta.keys():
         raise InputError(f"{path}: no FASTA records")
     return fasta
-
-
-def open_builtin_genome() -> pyfaidx.Fasta:
-    """The vendored C. diphtheriae chromosome; its shipped index is used as is, never rewritten."""
-    return open_fasta(BUILTIN_GENOME, rebuild_index=False)

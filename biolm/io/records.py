@@ -1,6 +1,6 @@
 """Input records for embedding: any supported file (or in-memory sequences) -> (id, header, sequence).
 
-Formats, chosen by the file name's suffix (a trailing `.gz` is read through gzip):
+Formats, chosen by the file name's suffix (gzip is read by content, a trailing `.gz` ignored):
     FASTA        .fa .fasta .fna .faa .fas .ffn .fsa .mfa; DNA or protein
     A3M          .a3m: gaps removed, insert columns upper-cased (the raw proteins)
     Stockholm    .sto .stk .stockholm: as A3M
@@ -15,28 +15,20 @@ SMILES (the form the model was trained on), so two spellings of a molecule get o
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import os
 import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from biolm.data.chem import (
-    SMI_SUFFIXES,
-    SMILES_COLUMN_NAMES,
-    TABLE_SUFFIXES,
-    canonical_smiles,
-    iter_smiles_records,
-)
-from biolm.data.protein_io import clean_sequence, read_protein_file
-from biolm.errors import InputError
-from biolm.inference.io import read_fasta_records
+from biolm.errors import ArgumentError, InputError
+from biolm.io.columns import pick_column
+from biolm.io.fasta import FASTA_SUFFIXES, read_fasta
+from biolm.io.files import base_name, input_file
+from biolm.io.proteins import clean_sequence, read_protein_file
+from biolm.io.smiles import SMI_SUFFIXES, SMILES_COLUMN_NAMES, canonical_smiles, iter_smiles_records
+from biolm.io.tables import TABLE_SUFFIXES, cell, read_table
 
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".faa", ".fas", ".ffn", ".fsa", ".mfa")
 ALIGNMENT_SUFFIXES = (".a3m", ".sto", ".stk", ".stockholm")
 # Auto-detected table columns, compared case-insensitively, in this order of preference.
 SEQUENCE_COLUMN_NAMES = ("sequence", "seq", "sequences", "protein", "aa_seq", "dna", "smiles")
@@ -59,7 +51,7 @@ def input_format(path: Path) -> str:
     Raises:
         InputError: an unknown suffix, naming the ones that are known.
     """
-    name = path.name.lower().removesuffix(".gz")
+    name = base_name(path)
     for fmt, suffixes in (
         ("fasta", FASTA_SUFFIXES),
         ("alignment", ALIGNMENT_SUFFIXES),
@@ -90,16 +82,19 @@ def read_records(
 
     Raises:
         InputError: one line naming the file and, where there is one, the record: missing or empty file,
-            unknown extension, missing column, invalid SMILES, empty sequence.
+            unknown extension, invalid SMILES, empty sequence;
+        ArgumentError (an InputError): a missing column, or a column given for a file without columns.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+    path = input_file(path)
     fmt = input_format(path)
     if fmt != "table" and (column is not None or id_column is not None):
-        raise InputError(f"{path}: --column and --id-column apply to CSV/TSV tables, not to {fmt} files")
+        raise ArgumentError(
+            f"{path}: {{column}} and {{id_column}} apply to CSV/TSV tables, not to {fmt} files",
+            "column",
+            "id_column",
+        )
     if fmt == "fasta":
-        records = [Record(name, header, seq) for name, header, seq in read_fasta_records(path)]
+        records = [Record(r.name, r.header, r.sequence) for r in read_fasta(path)]
         if kind == "protein":
             records = [_cleaned(path, r) for r in records]
     elif fmt == "alignment":
@@ -169,68 +164,28 @@ def _canonical(source: str, record: Record) -> Record:
     return Record(record.name, record.header, smiles)
 
 
-def _text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    # newline="" lets the csv module see quoted line breaks; utf-8-sig drops a spreadsheet's BOM.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
 def _smiles_file(path: Path) -> list[Record]:
-    """SMILES lines through biolm.data.chem's reader; the name is the rest of the line, if any."""
-    smiles = list(iter_smiles_records(path))
-    with _text(path) as handle:
-        lines = handle.read().splitlines()
+    """SMILES lines (`biolm.io.smiles`); the name is the first word after the SMILES, if any."""
     records = []
-    for number, text in smiles:
-        rest = lines[number - 1].strip()[len(text) :].strip()
-        name = rest.split()[0] if rest else f"line_{number}"
-        records.append(Record(name, rest or name, text))
+    for record in iter_smiles_records(path):
+        name = record.rest.split()[0] if record.rest else f"line_{record.line}"
+        records.append(Record(name, record.rest or name, record.smiles))
     return records
 
 
-def _pick(
-    header: list[str], wanted: str | None, candidates: Sequence[str], path: Path, option: str
-) -> int | None:
-    if wanted is not None:
-        if wanted in header:
-            return header.index(wanted)
-        raise InputError(f"{path}: no column {wanted!r} ({option}); columns are {', '.join(header)}")
-    lowered = [h.strip().lower() for h in header]
-    for name in candidates:
-        if name in lowered:
-            return lowered.index(name)
-    return None
-
-
 def _table(path: Path, kind: str, column: str | None, id_column: str | None) -> list[Record]:
-    delimiter = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
-    try:
-        with _text(path) as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, None)
-            if header is None:
-                raise InputError(f"{path}: empty file, no header")
-            # A SMILES model looks for SMILES columns first, other models for sequence columns.
-            names = SMILES_COLUMN_NAMES + SEQUENCE_COLUMN_NAMES if kind == "smiles" else SEQUENCE_COLUMN_NAMES
-            seq_col = _pick(header, column, names, path, "--column")
-            if seq_col is None:
-                raise InputError(
-                    f"{path}: no sequence column found among {', '.join(header)}; choose one with --column "
-                    f"(looked for {', '.join(dict.fromkeys(names))}, any case)"
-                )
-            id_col = _pick(header, id_column, ID_COLUMN_NAMES, path, "--id-column")
-            records = []
-            for row in reader:
-                if not row:
-                    continue
-                line = reader.line_num
-                name = row[id_col].strip() if id_col is not None and id_col < len(row) else f"line_{line}"
-                seq = row[seq_col].strip() if seq_col < len(row) else ""
-                if not seq:
-                    raise InputError(
-                        f"{path}: record {name!r} (line {line}): empty {header[seq_col]!r} value"
-                    )
-                records.append(Record(name, name, seq))
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
+    header, rows = read_table(path)
+    # A SMILES model looks for SMILES columns first, other models for sequence columns.
+    names = SMILES_COLUMN_NAMES + SEQUENCE_COLUMN_NAMES if kind == "smiles" else SEQUENCE_COLUMN_NAMES
+    seq_col = pick_column(header, names, path=path, what="sequence", argument="column", wanted=column)
+    id_col = pick_column(
+        header, ID_COLUMN_NAMES, path=path, what="id", argument="id_column", wanted=id_column, required=False
+    )
+    records = []
+    for line, row in rows:
+        name = cell(row, id_col) or f"line_{line}"
+        seq = cell(row, seq_col)
+        if not seq:
+            raise InputError(f"{path}: record {name!r} (line {line}): empty {header[seq_col]!r} value")
+        records.append(Record(name, name, seq))
     return records

@@ -12,20 +12,20 @@ the file and lines. A row with an empty label is skipped the same way (e.g. Tox2
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import os
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from biolm.data.chem import SMILES_COLUMN_NAMES, canonical_smiles, warn_skipped
-from biolm.errors import InputError
+from biolm.errors import ArgumentError, InputError
+from biolm.io.columns import pick_column
+from biolm.io.fasta import iter_fasta
+from biolm.io.files import base_name, input_file
+from biolm.io.smiles import SMILES_COLUMN_NAMES, canonical_smiles, warn_skipped
+from biolm.io.tables import cell, read_table
 
 SEQUENCE_COLUMNS = ("sequence", "seq", "sequences", *SMILES_COLUMN_NAMES, "mutated_sequence")
 LABEL_COLUMNS = ("label", "labels", "target", "y", "score", "class", "activity", "dms_score")
@@ -41,7 +41,7 @@ SPLIT_NAMES = {
     "testing": "test",
 }
 TASKS = ("auto", "classification", "regression")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".faa")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".faa")  # read as tables with key=value header fields
 MAX_CLASSES = 10  # integer labels with more distinct values than this are read as a regression target
 
 
@@ -79,44 +79,8 @@ class LabelledData:
         return len(self.sequences)
 
 
-def _open(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-def _pick(header: list[str], wanted: str | None, known: tuple[str, ...], what: str, option: str, path) -> int:
-    if wanted is not None:
-        if wanted in header:
-            return header.index(wanted)
-        raise InputError(f"{path}: no {what} column {wanted!r} ({option}); columns are {header}")
-    lowered = [h.strip().lower() for h in header]
-    for name in known:
-        if name in lowered:
-            return lowered.index(name)
-    raise InputError(
-        f"{path}: no {what} column found among {header}; name it with {option} "
-        f"(looked for {', '.join(known)}, any case)"
-    )
-
-
-def _cell(row: list[str], i: int | None) -> str:
-    """The stripped cell i of a row; "" for no column or a short row."""
-    return row[i].strip() if i is not None and i < len(row) else ""
-
-
 def _is_fasta(path: Path) -> bool:
-    return path.name.lower().removesuffix(".gz").endswith(FASTA_SUFFIXES)
-
-
-def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line number, cells)]) of a CSV/TSV file; blank lines are not rows."""
-    delimiter = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
-    with _open(path) as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None or not any(h.strip() for h in header):
-            raise InputError(f"{path}: empty file, no header")
-        return header, [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+    return base_name(path).endswith(FASTA_SUFFIXES)
 
 
 def _read_fasta(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -125,28 +89,18 @@ def _read_fasta(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     A record `>seq7 label=1 split=train` gives the row (seq7, its sequence, 1, train); its line is
     the header's.
     """
-    records: list[tuple[int, str, dict[str, str], list[str]]] = []
+    records: list[tuple[int, str, dict[str, str], str]] = []
     keys: list[str] = []
-    with _open(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if line.startswith(">"):
-                if not line[1:].split():
-                    raise InputError(f"{path}: line {number}: a FASTA header without a record id")
-                name, *fields = line[1:].split()
-                pairs = dict(f.split("=", 1) for f in fields if "=" in f)
-                keys += [k for k in pairs if k not in keys]
-                records.append((number, name, pairs, []))
-            elif line and not line.startswith(";"):
-                if not records:
-                    raise InputError(f"{path}: line {number}: sequence before the first '>' header")
-                records[-1][3].append(line)
+    for record in iter_fasta(path):
+        if not record.name:
+            raise InputError(f"{path}: line {record.line}: a FASTA header without a record id")
+        pairs = dict(f.split("=", 1) for f in record.header.split()[1:] if "=" in f)
+        keys += [k for k in pairs if k not in keys]
+        records.append((record.line, record.name, pairs, record.sequence))
     if not records:
         raise InputError(f"{path}: empty file, no FASTA record")
     header = ["id", "sequence", *keys]
-    rows = [
-        (n, [name, "".join(parts), *(pairs.get(k, "") for k in keys)]) for n, name, pairs, parts in records
-    ]
+    rows = [(n, [name, sequence, *(pairs.get(k, "") for k in keys)]) for n, name, pairs, sequence in records]
     return header, rows
 
 
@@ -207,24 +161,25 @@ def read_labelled(
     Raises:
         InputError: a missing/empty file, missing columns, bad labels or split values, naming the line.
     """
-    path = Path(path)
     if task not in TASKS:
-        raise InputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        header, rows = _read_fasta(path) if _is_fasta(path) else _read_table(path)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    seq_i = _pick(header, sequence_column, SEQUENCE_COLUMNS, "sequence", "--sequence-column", path)
-    lab_i = _pick(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)
+        raise ArgumentError(f"{{task}} must be one of {', '.join(TASKS)}, got {task!r}", "task")
+    path = input_file(path)
+    if _is_fasta(path):
+        header, rows = _read_fasta(path)
+    else:
+        header, rows = read_table(path)
+    pick = partial(pick_column, header, path=path)
+    seq_i = pick(SEQUENCE_COLUMNS, what="sequence", argument="sequence_column", wanted=sequence_column)
+    lab_i = pick(LABEL_COLUMNS, what="label", argument="label_column", wanted=label_column)
     split_i = None
     if split_column != "none":
-        try:
-            split_i = _pick(header, split_column, SPLIT_COLUMNS, "split", "--split-column", path)
-        except InputError:
-            if split_column is not None:
-                raise
+        split_i = pick(
+            SPLIT_COLUMNS,
+            what="split",
+            argument="split_column",
+            wanted=split_column,
+            required=split_column is not None,
+        )
     lowered = [h.strip().lower() for h in header]
     valid_i = lowered.index("validation") if "validation" in lowered and split_i is not None else None
     if not rows:
@@ -234,27 +189,27 @@ def read_labelled(
     sequences, values, lines, splits = [], [], [], []
     invalid, unlabelled = [], []
     for number, row in rows:
-        cell = partial(_cell, row)
-        sequence, value = cell(seq_i), cell(lab_i)
+        sequence, value = cell(row, seq_i), cell(row, lab_i)
         if not value:
             unlabelled.append((number, sequence))
             continue
         if smiles:
             sequence = canonical_smiles(sequence) if sequence else None
             if sequence is None:
-                invalid.append((number, cell(seq_i)))
+                invalid.append((number, cell(row, seq_i)))
                 continue
         elif not sequence:
             raise InputError(f"{path}: line {number}: empty sequence")
         if split_i is not None:
-            raw = cell(split_i).lower()
+            raw = cell(row, split_i).lower()
             if raw not in SPLIT_NAMES:
-                raise InputError(
-                    f"{path}: line {number}: split {cell(split_i)!r} in column {header[split_i]!r} is "
-                    f"not one of train/valid/test (--split-column none ignores the column)"
+                raise ArgumentError(
+                    f"{path}: line {number}: split {cell(row, split_i)!r} in column {header[split_i]!r} is "
+                    "not one of train/valid/test ({split_column}=none ignores the column)",
+                    "split_column",
                 )
             part = SPLIT_NAMES[raw]
-            if part == "train" and cell(valid_i).lower() in ("true", "1", "yes"):
+            if part == "train" and cell(row, valid_i).lower() in ("true", "1", "yes"):
                 part = "valid"  # FLIP marks its validation rows inside the training set
             splits.append(part)
         sequences.append(sequence)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from biolm.errors import InputError
-from biolm.evaluation.mutations import format_mutant, parse_mutant, reconstruct_wild_type, wild_type_of
+from biolm.io.dms import format_mutant, parse_mutant, reconstruct_wild_type, wild_type_of
 
 
 @pytest.mark.parametrize("text", ["H24C", "A1B:C3D", "M1*"])

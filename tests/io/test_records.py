@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from biolm.errors import InputError
-from biolm.inference.records import read_records, records_from_sequences, safe_unique_ids
+from biolm.io.records import read_records, records_from_sequences, safe_unique_ids
 
 
 def test_ids_are_sanitized_and_unique():
@@ -80,9 +80,9 @@ def test_smiles_are_canonical_and_named(tmp_path):
             "t.csv",
             "id,seq\nx,AC\n",
             {"column": "sequence"},
-            "no column 'sequence' (--column); columns are id, seq",
+            "no column 'sequence' (column); columns are id, seq",
         ),
-        ("t.csv", "id,foo\nx,AC\n", {}, "no sequence column found among id, foo; choose one with --column"),
+        ("t.csv", "id,foo\nx,AC\n", {}, "no sequence column found among id, foo; name it with column"),
         ("x.bam", "data", {}, "unknown input extension .bam"),
         ("x.fa", ">x\nAC\n", {"column": "a"}, "apply to CSV/TSV tables"),
     ],

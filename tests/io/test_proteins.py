@@ -4,9 +4,10 @@ import gzip
 
 import pytest
 
-from biolm.data.protein import BUILTIN_PROTEOME, ProteinCorpus
-from biolm.data.protein_io import clean_sequence, read_families, read_protein_file, sniff_format
+from biolm.data.corpora import BUILTIN_PROTEOME
+from biolm.data.protein import ProteinCorpus
 from biolm.errors import InputError
+from biolm.io.proteins import clean_sequence, read_families, read_protein_file, sniff_format
 from biolm.tokenizers import ProteinTokenizer
 
 STOCKHOLM = """# STOCKHOLM 1.0
@@ -47,7 +48,7 @@ def test_truncated_gzip_is_a_one_line_error(tmp_path):
     whole = gzip.compress(b"".join(b">r%d\nMKVLLACDEFG\n" % i for i in range(2000)))
     path = tmp_path / "cut.faa.gz"
     path.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(InputError, match="cut.faa.gz: cannot read the file"):
+    with pytest.raises(InputError, match=r"cut.faa.gz: line \d+: cannot read"):
         read_protein_file(path)
 
 

@@ -1,11 +1,17 @@
-"""Mutation strings of deep mutational scans (ProteinGym style: `H24C`, multiple `A1B:C3D`)."""
+"""Deep mutational scans (ProteinGym CSV: `mutant,mutated_sequence,DMS_score[,DMS_score_bin]`) and
+their mutation strings (`H24C`, multiple `A1B:C3D`)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from biolm.errors import InputError
+from biolm.io.tables import read_table
 
 _MUTATION = re.compile(r"^([A-Za-z*])(\d+)([A-Za-z*])$")
 
@@ -83,3 +89,75 @@ def reconstruct_wild_type(rows: Sequence[tuple[int, str, str]], source: str) -> 
     if wild_type is None:
         raise InputError(f"{source}: no variants")
     return wild_type
+
+
+DMS_COLUMNS = ("mutant", "mutated_sequence", "DMS_score")
+
+
+@dataclass
+class Scan:
+    """A deep mutational scan: its variants and the wild type they share."""
+
+    source: str
+    wild_type: str
+    mutants: list[str]
+    mutations: list[list[Mutation]]
+    sequences: list[str]
+    scores: np.ndarray  # [N] DMS_score
+    lines: list[int]
+    bins: np.ndarray | None = None  # [N] DMS_score_bin (1: functional), when the file has it
+
+
+def _number(row: dict, column: str, path, line: int) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        value = np.nan
+    if not np.isfinite(value):
+        raise InputError(f"{path}: line {line}: {column} {row[column]!r} is not a finite number")
+    return value
+
+
+def read_scan(path: str | os.PathLike) -> Scan:
+    """Read a ProteinGym-style CSV (`mutant,mutated_sequence,DMS_score[,...]`) and its wild type.
+
+    Raises:
+        InputError: a missing/empty file, a missing column, a bad mutation or score, or a row whose
+            wild type disagrees with the others, naming file and line.
+    """
+    header, table = read_table(path)
+    missing = [c for c in DMS_COLUMNS if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; a scan needs {', '.join(DMS_COLUMNS)}"
+        )
+    rows = [
+        (line, dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)))
+        for line, cells in table
+    ]
+    if not rows:
+        raise InputError(f"{path}: no variants after the header")
+    has_bins = "DMS_score_bin" in header
+    mutants, mutations, sequences, scores, lines, bins = [], [], [], [], [], []
+    for line, row in rows:
+        mutant, sequence = (row["mutant"] or "").strip(), (row["mutated_sequence"] or "").strip()
+        try:
+            mutations.append(parse_mutant(mutant))
+        except InputError as err:
+            raise InputError(f"{path}: line {line}: {err}") from None
+        scores.append(_number(row, "DMS_score", path, line))
+        bins.append(int(_number(row, "DMS_score_bin", path, line)) if has_bins else 0)
+        mutants.append(mutant)
+        sequences.append(sequence)
+        lines.append(line)
+    wild_type = reconstruct_wild_type(list(zip(lines, mutants, sequences, strict=True)), str(path))
+    return Scan(
+        str(path),
+        wild_type,
+        mutants,
+        mutations,
+        sequences,
+        np.array(scores),
+        lines,
+        np.array(bins) if has_bins else None,
+    )

@@ -6,9 +6,9 @@ import gzip
 
 import pytest
 
-from biolm.data.chem import ChemDataWarning
 from biolm.errors import InputError
-from biolm.evaluation.labelled import EvalDataWarning, read_labelled
+from biolm.io.labelled import EvalDataWarning, read_labelled
+from biolm.io.smiles import ChemDataWarning
 from tests.evaluation.helpers import write_table
 
 
@@ -60,8 +60,13 @@ def test_empty_labels_are_skipped_with_a_warning(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "kwargs", "message"),
     [
-        (["sequence", "other"], [["AC", 1]], {}, r"bad\.csv: no label column found among .*--label-column"),
-        (["sequence", "y"], [["AC", 1]], {"label_column": "z"}, r"bad\.csv: no label column 'z'"),
+        (
+            ["sequence", "other"],
+            [["AC", 1]],
+            {},
+            r"bad\.csv: no label column found among .*name it with label_column",
+        ),
+        (["sequence", "y"], [["AC", 1]], {"label_column": "z"}, r"bad\.csv: no column 'z' \(label_column\)"),
         (["name", "y"], [["AC", 1]], {}, r"bad\.csv: no sequence column found"),
         (["sequence", "y"], [], {}, r"bad\.csv: no data rows"),
         (
@@ -99,7 +104,7 @@ def test_fasta_with_labels_in_the_headers(tmp_path):
         data.labels.tolist() == [1, 0] and data.lines == [1, 4] and data.split.tolist() == ["train", "test"]
     )
     path.write_text("ACGT\n>a label=1\nAC\n")
-    with pytest.raises(InputError, match=r"l\.fa: line 1: sequence before the first"):
+    with pytest.raises(InputError, match=r"l\.fa: line 1: not FASTA \(text before the first '>' header"):
         read_labelled(path)
 
 

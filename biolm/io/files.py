@@ -1,0 +1,210 @@
+"""Opening input files and writing output files, for every reader and writer of biolm.
+
+Reading: `open_text` / `open_binary` see through gzip by its magic bytes (not the name: a `.gz` that is
+not gzip is read as what it is, and a gzip file without `.gz` is still unpacked), peek rather than seek
+(so a FIFO or `/dev/stdin` works), and decode UTF-8 with or without a BOM and UTF-16 with one (as
+spreadsheets export). `input_file` turns a missing path, a directory or a dangling link into one
+line naming it.
+
+Writing: `atomic_file` / `write_atomic` / `write_text_atomic` write a hidden temporary file beside the
+target and rename it over the target only once it is complete, so a kill, a full disk or an exception
+leaves the previous file (or none), never half of one; `atomic_directory` does the same for a
+directory written as a whole (a model, a report, a cache entry). Temporary names start with `.` and
+contain `.tmp-`, so a stale one left by a killed process is recognisable (`is_temporary`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from biolm.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+TEMP_MARK = ".tmp-"
+# What a damaged or foreign compressed file raises while it is read.
+READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeError)
+
+
+def cache_root() -> Path:
+    """Where biolm keeps what it derives from inputs (tokenized corpora, BGZF copies, indexes of
+    read-only files): `$BIOLM_CACHE_DIR`, `$XDG_CACHE_HOME/biolm` or `~/.cache/biolm`."""
+    if os.environ.get("BIOLM_CACHE_DIR"):
+        return Path(os.environ["BIOLM_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "biolm"
+
+
+def base_name(path: str | os.PathLike) -> str:
+    """The lower-case file name without a final `.gz`: what a file's format is told by."""
+    return Path(path).name.lower().removesuffix(".gz")
+
+
+def input_file(path: str | os.PathLike) -> Path:
+    """`path` as a `Path`, checked to be something that can be read as a file (a FIFO or a device
+    included).
+
+    Raises:
+        InputError: missing (or a link to nothing) or a directory, in one line naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        what = "a link to a missing file" if path.is_symlink() else "file not found"
+        raise InputError(f"{path}: {what}")
+    return path
+
+
+def open_binary(path: str | os.PathLike) -> IO[bytes]:
+    """`path` opened for reading bytes, gzip (and BGZF, which is gzip) unpacked when it starts with
+    gzip's magic bytes."""
+    raw = io.BufferedReader(io.FileIO(os.fspath(path), "rb"))
+    try:
+        compressed = raw.peek(2)[:2] == GZIP_MAGIC
+    except BaseException:
+        raw.close()
+        raise
+    return gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+
+
+def open_text(path: str | os.PathLike, *, newline: str | None = None, errors: str = "replace") -> IO[str]:
+    """`path` opened for reading text (see `open_binary` for gzip).
+
+    UTF-8 is assumed, a UTF-8 BOM is dropped, and a UTF-16 BOM switches to UTF-16. With
+    `errors="replace"` a stray byte that is not UTF-8 becomes U+FFFD, so it is reported as an invalid
+    character of its record (with the record's name) rather than as a decoding error without one.
+
+    Args:
+        newline: as `open`'s; the csv module wants "" (quoted line breaks stay in their field).
+        errors: as `open`'s.
+    """
+    binary = open_binary(path)
+    try:
+        head = binary.peek(4)[:4] if hasattr(binary, "peek") else b""
+    except READ_ERRORS:
+        head = b""  # a damaged gzip stream: the reader's first read reports it
+    except BaseException:
+        binary.close()
+        raise
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    encoding = "utf-16" if utf16 else "utf-8-sig"
+    return io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline=newline)
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether `path` is a temporary file or directory of `atomic_file` / `atomic_directory`."""
+    name = Path(path).name
+    return name.startswith(".") and TEMP_MARK in name
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}{TEMP_MARK}"
+
+
+def _permissions(default: int) -> int:
+    # mkstemp / mkdtemp make private files; an output is as readable as any file the user creates.
+    umask = os.umask(0)
+    os.umask(umask)
+    return default & ~umask
+
+
+def sync_directory(directory: str | os.PathLike) -> None:
+    """Flush a directory's entries to disk: a rename in it is durable only then (POSIX; a no-op where
+    directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, so writers that add one do not); it is renamed
+    to `path` only when the block succeeds, and removed when it fails.
+
+    Args:
+        durable: fsync the file and its directory before returning (checkpoints: a power cut keeps
+            either the old file or the new one).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+        if temp.is_file():
+            os.chmod(temp, _permissions(0o666))
+            if durable:
+                with open(temp, "rb") as handle:
+                    os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    if durable:
+        sync_directory(path.parent)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object], *, durable: bool = False) -> Path:
+    """Call `write(temporary_path)` and move the result to `path` (see `atomic_file`)."""
+    with atomic_file(path, durable=durable) as temp:
+        write(temp)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def replace_directory(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move the complete directory `staging` to `target`, replacing a `target` that exists: the old one
+    is renamed aside first and removed only once the new one is in place."""
+    staging, target = Path(staging), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return target
+
+
+def staging_directory(target: str | os.PathLike) -> Path:
+    """A new empty temporary directory beside `target`, to be moved there by `replace_directory`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
+    os.chmod(staging, _permissions(0o777))
+    return staging
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `path`; when the block succeeds it replaces `path` as a
+    whole (`replace_directory`), when it fails it is removed and `path` is untouched."""
+    staging = staging_directory(path)
+    try:
+        yield staging
+        replace_directory(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
