@@ -17,6 +17,12 @@ class InputError(BiolmError, ValueError):
     """A file or record the user gave cannot be used (missing, empty, malformed)."""
 
 
+class DiskFullError(BiolmError):
+    """An output could not be written for want of space (a full disk, a quota, a file-size limit).
+
+    Not an InputError: the user's input is fine, and a reader that skips bad inputs must not skip it."""
+
+
 class ConfigError(BiolmError, ValueError):
     """A configuration key or value is wrong."""
 

@@ -4,22 +4,27 @@ Reading: `open_text` / `open_binary` see through gzip by its magic bytes (not th
 not gzip is read as what it is, and a gzip file without `.gz` is still unpacked), peek rather than seek
 (so a FIFO or `/dev/stdin` works), and decode UTF-8 with or without a BOM and UTF-16 with one (as
 spreadsheets export). `input_file` turns a missing path, a directory or a dangling link into one
-line naming it.
+line naming it. `bounded_lines` reads lines of at most `MAX_LINE_CHARS` characters, so that a file
+without line breaks (binary, `/dev/zero`, an endless pipe) is an error, not all of the memory.
 
 Writing: `atomic_file` / `write_atomic` / `write_text_atomic` write a hidden temporary file beside the
 target and rename it over the target only once it is complete, so a kill, a full disk or an exception
 leaves the previous file (or none), never half of one; `atomic_directory` does the same for a
 directory written as a whole (a model, a report, a cache entry). Temporary names start with `.` and
-contain `.tmp-`, so a stale one left by a killed process is recognisable (`is_temporary`).
+contain `.tmp-`, so a stale one left by a killed process is recognisable (`is_temporary`). A full disk
+(or a file-size limit) while writing is one line naming the target (`DiskFullError`); `output_stream`
+keeps that error for libraries that would report it as their own (torch.save, h5py).
 """
 
 from __future__ import annotations
 
 import codecs
+import errno
 import gzip
 import io
 import os
 import shutil
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,12 +32,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from biolm.errors import InputError
+from biolm.errors import DiskFullError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 TEMP_MARK = ".tmp-"
+# Write errors that are the disk's, not the program's: reported as one line naming the target.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # What a damaged or foreign compressed file raises while it is read.
 READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeError)
+# The longest line read where a line is one record or header (a SMILES line, a table row, a FASTA
+# header): real ones are far shorter, and a stream without line breaks (a binary file, /dev/zero, an
+# endless pipe) must end in an error instead of filling the memory.
+MAX_LINE_CHARS = 1 << 20
+COMPRESSED_SUFFIXES = (".gz", ".bgz")
 
 
 def cache_root() -> Path:
@@ -45,8 +57,20 @@ def cache_root() -> Path:
 
 
 def base_name(path: str | os.PathLike) -> str:
-    """The lower-case file name without a final `.gz`: what a file's format is told by."""
-    return Path(path).name.lower().removesuffix(".gz")
+    """The lower-case file name without a final `.gz` or `.bgz`: what a file's format is told by."""
+    name = Path(path).name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a regular file (not a FIFO, `/dev/stdin` or another device): only a regular
+    file can be opened a second time or read by random access."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def input_file(path: str | os.PathLike) -> Path:
@@ -101,6 +125,26 @@ def open_text(path: str | os.PathLike, *, newline: str | None = None, errors: st
     return io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline=newline)
 
 
+def bounded_lines(handle: IO[str], path: str | os.PathLike, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of `handle` (line breaks kept), each read only up to `limit` characters.
+
+    Raises:
+        InputError: a line of more than `limit` characters, naming the file and the line.
+    """
+    number = 0
+    # Two more than the limit, so that a line of exactly `limit` characters keeps its "\r\n".
+    while line := handle.readline(limit + 2):
+        number += 1
+        if len(line.rstrip("\r\n")) > limit:
+            raise InputError(f"{path}: line {number}: {too_long(limit)}")
+        yield line
+
+
+def too_long(limit: int) -> str:
+    """The reason of a line that is too long, for messages."""
+    return f"longer than {limit:,} characters (not a text file of records, or a stream without line breaks?)"
+
+
 def is_temporary(path: str | os.PathLike) -> bool:
     """Whether `path` is a temporary file or directory of `atomic_file` / `atomic_directory`."""
     name = Path(path).name
@@ -133,6 +177,49 @@ def sync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _no_space(err: BaseException, target: Path) -> DiskFullError | None:
+    """The one-line error of a write to `target` that failed for want of space, else None."""
+    if isinstance(err, OSError) and err.errno in NO_SPACE:
+        return DiskFullError(f"{target}: cannot write: {os.strerror(err.errno)}")
+    return None
+
+
+class _KeepsWriteError(io.FileIO):
+    """A file that remembers the first error of a write, for when a library replaces it with its own."""
+
+    write_error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return super().write(data)
+        except OSError as err:
+            self.write_error = self.write_error or err
+            raise
+
+
+@contextmanager
+def output_stream(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """`path` opened for writing bytes (readable and seekable too, as h5py wants); when the block fails
+    after a write did, the write's `OSError` is raised instead of what the library made of it (torch.save
+    raises a RuntimeError without the errno, h5py a SystemError), so `atomic_file` can tell a full disk."""
+    raw = _KeepsWriteError(os.fspath(path), "w+")
+    handle = io.BufferedRandom(raw)
+    try:
+        yield handle
+        handle.flush()
+    except Exception as err:
+        if raw.write_error is not None and not isinstance(err, OSError):
+            raise raw.write_error from err
+        raise
+    finally:
+        try:
+            handle.close()
+        except OSError:
+            raw.close()  # buffered bytes that cannot be written: the block's error is the one to see
+            if raw.write_error is None:
+                raise
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers that add one do not); it is renamed
@@ -141,6 +228,9 @@ def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
     Args:
         durable: fsync the file and its directory before returning (checkpoints: a power cut keeps
             either the old file or the new one).
+
+    Raises:
+        DiskFullError: the disk is full (or the file exceeds the size limit), naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +245,11 @@ def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
                 with open(temp, "rb") as handle:
                     os.fsync(handle.fileno())
         os.replace(temp, path)
+    except OSError as err:
+        full = _no_space(err, path)
+        if full is not None:
+            raise full from err
+        raise
     finally:
         temp.unlink(missing_ok=True)
     if durable:
@@ -205,6 +300,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield staging
         replace_directory(staging, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        full = _no_space(err, Path(path))
+        if full is not None:
+            raise full from err
         raise

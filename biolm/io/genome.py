@@ -9,11 +9,15 @@ open and reused afterwards; biolm adds:
 - an index in the cache directory (`biolm.io.files.cache_root()`) when the FASTA's own directory
   is not writable (or an index there cannot be rewritten);
 - plain gzip (which cannot be read by random access) converted once, with a log line, into a BGZF
-  copy in the cache directory, reused while the source is unchanged.
+  copy in the cache directory, reused while the source is unchanged; so is a file that starts with a
+  byte-order mark (UTF-8 or UTF-16, as Windows editors save), decoded to plain UTF-8 on the way;
+- a one-line refusal of a pipe or device (`<(zcat ...)`, `/dev/stdin`), which cannot be read by
+  random access.
 """
 
 from __future__ import annotations
 
+import codecs
 import errno
 import gzip
 import hashlib
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import re
+import struct
 import zlib
 from pathlib import Path
 
@@ -33,7 +38,9 @@ from biolm.io.files import (
     atomic_file,
     cache_root,
     input_file,
+    is_regular_file,
     open_binary,
+    open_text,
     write_text_atomic,
 )
 
@@ -49,16 +56,26 @@ def _is_bgzf(header: bytes) -> bool:
     return len(header) >= 18 and header[:2] == GZIP_MAGIC and header[3] & 4 and header[12:14] == b"BC"
 
 
-def _first_byte(path: Path) -> bytes:
+def _first_char(path: Path) -> str:
+    """The first character that is not white space, after any BOM ("" for an empty file)."""
     try:
-        with open_binary(path) as handle:
+        with open_text(path) as handle:
             while chunk := handle.read(4096):
                 stripped = chunk.lstrip()
                 if stripped:
                     return stripped[:1]
     except READ_ERRORS as err:
         raise InputError(f"{path}: cannot read ({err})") from None
-    return b""
+    return ""
+
+
+def _has_bom(path: Path) -> bool:
+    try:
+        with open_binary(path) as handle:
+            head = handle.read(3)
+    except READ_ERRORS:
+        return False  # a damaged gzip stream: reported where the file is read
+    return head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
 
 
 def _key(path: Path) -> str:
@@ -70,9 +87,12 @@ def _stamp(path: Path) -> dict:
     return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def bgzf_copy(path: Path) -> Path:
+def bgzf_copy(path: Path, *, decode: bool = False) -> Path:
     """A BGZF copy of the plain-gzip FASTA `path` in the cache directory, made once and reused while
     `path` keeps its size and modification time.
+
+    Args:
+        decode: copy the text without its BOM, as UTF-8 (a file with a BOM, gzip or not).
 
     Raises:
         InputError: the gzip stream is truncated or corrupt, or the cache is not writable.
@@ -88,12 +108,14 @@ def bgzf_copy(path: Path) -> Path:
             return target
     except (OSError, ValueError):
         pass
-    log.info("%s: plain gzip cannot be read by random access; writing a BGZF copy once to %s", path, target)
+    why = "a byte-order mark (BOM)" if decode else "plain gzip"
+    log.info("%s: %s cannot be read by random access; writing a BGZF copy once to %s", path, why, target)
     try:
         with atomic_file(target) as temp:
-            with open_binary(path) as source, bgzf.BgzfWriter(temp, "wb") as sink:
+            source = open_text(path, newline="") if decode else open_binary(path)
+            with source, bgzf.BgzfWriter(temp, "wb") as sink:
                 while chunk := source.read(_COPY_CHUNK):
-                    sink.write(chunk)
+                    sink.write(chunk.encode() if decode else chunk)
             for stale in (Path(f"{target}.fai"), Path(f"{target}.gzi")):
                 stale.unlink(missing_ok=True)
         write_text_atomic(stamp_file, json.dumps(stamp))
@@ -220,17 +242,23 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
             records with one id, or is a truncated gzip file.
     """
     path = input_file(path)
+    if not is_regular_file(path):
+        raise InputError(
+            f"{path}: a pipe or device, not a regular file: a genome is read by random access; save it to a "
+            "file first (gzip is fine)"
+        )
     with open(path, "rb") as handle:
         header = handle.read(18)
     if not header:
         raise InputError(f"{path}: empty file, no FASTA records")
     compressed = header[:2] == GZIP_MAGIC
-    first = _first_byte(path)
+    first = _first_char(path)
     if not first:
         raise InputError(f"{path}: empty file, no FASTA records")
-    if first != b">":
+    if first != ">":
         raise InputError(f"{path}: not a FASTA file (the first line does not start with '>')")
-    readable = bgzf_copy(path) if compressed and not _is_bgzf(header) else path
+    decode = _has_bom(path)
+    readable = bgzf_copy(path, decode=decode) if decode or (compressed and not _is_bgzf(header)) else path
     try:
         fasta = _open_index(readable, rebuild_index)
     except (
@@ -243,6 +271,8 @@ def open_fasta(path: str | os.PathLike, *, rebuild_index: bool = True) -> pyfaid
     ) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(_explain(path, message)) from None
+    except struct.error:  # Bio.bgzf reading a block header that the end of the file cuts short
+        raise InputError(f"{path}: cannot read: its last BGZF block is cut short (truncated file?)") from None
     except RuntimeError as err:
         # pyfaidx's "unhandled exception during fasta indexing" (blank lines, NULs), or Bio.bgzf's
         # "decompressed to n, not m" (a damaged block)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from biolm.errors import InputError
 from biolm.io.fasta import iter_fasta
-from biolm.io.files import READ_ERRORS, base_name, input_file, open_text
+from biolm.io.files import READ_ERRORS, base_name, input_file, is_regular_file, open_text
 
 # Files in a family directory that are read; anything else (README, .fai, ...) is skipped.
 SEQUENCE_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".a3m", ".sto", ".stk", ".stockholm")
+STOCKHOLM_SUFFIXES = (".sto", ".stk", ".stockholm")
 _GAPS = str.maketrans("", "", "-.")
 
 
@@ -58,12 +59,16 @@ def _first_line(path: Path) -> str:
 
 
 def sniff_format(path: str | os.PathLike) -> str:
-    """ "fasta" (also aligned FASTA and A3M) or "stockholm", from the file's first line.
+    """ "fasta" (also aligned FASTA and A3M) or "stockholm", from the file's first line (from the name
+    for a pipe or device, which can be read only once).
 
     Raises:
         InputError: missing, empty or of another format.
     """
     path = input_file(path)
+    if not is_regular_file(path):
+        # A pipe (`<(zcat ...)`) can be read only once: the reader that follows needs that one read.
+        return "stockholm" if base_name(path).endswith(STOCKHOLM_SUFFIXES) else "fasta"
     first = _first_line(path)
     if not first:
         raise InputError(f"{path}: empty file, no protein sequences")

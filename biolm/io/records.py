@@ -1,6 +1,6 @@
 """Input records for embedding: any supported file (or in-memory sequences) -> (id, header, sequence).
 
-Formats, chosen by the file name's suffix (gzip is read by content, a trailing `.gz` ignored):
+Formats, chosen by the file name's suffix (gzip is read by content, a trailing `.gz` or `.bgz` ignored):
     FASTA        .fa .fasta .fna .faa .fas .ffn .fsa .mfa; DNA or protein
     A3M          .a3m: gaps removed, insert columns upper-cased (the raw proteins)
     Stockholm    .sto .stk .stockholm: as A3M
@@ -64,7 +64,7 @@ def input_format(path: Path) -> str:
     raise InputError(
         f"{path}: unknown input extension {suffix}; expected FASTA ({' '.join(FASTA_SUFFIXES)}), A3M or "
         f"Stockholm ({' '.join(ALIGNMENT_SUFFIXES)}), SMILES ({' '.join(SMI_SUFFIXES)}) or a table "
-        f"({' '.join(TABLE_SUFFIXES)}), optionally .gz"
+        f"({' '.join(TABLE_SUFFIXES)}), optionally .gz or .bgz"
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from biolm.errors import InputError
 from biolm.io.columns import pick_column
-from biolm.io.files import READ_ERRORS, base_name, input_file, open_text
+from biolm.io.files import READ_ERRORS, base_name, bounded_lines, input_file, open_text
 from biolm.io.tables import TABLE_SUFFIXES, cell, is_table, iter_table
 
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "isomeric_smiles", "smi", "smiles_string")
@@ -81,7 +81,7 @@ def iter_smiles_records(path: str | os.PathLike, smiles_column: str | None = Non
     try:
         with open_text(path) as handle:
             first_record = True
-            for number, line in enumerate(handle, start=1):
+            for number, line in enumerate(bounded_lines(handle, path), start=1):
                 text = line.strip()
                 if not text or text.startswith("#"):
                     continue

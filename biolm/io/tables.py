@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from biolm.errors import InputError
-from biolm.io.files import READ_ERRORS, base_name, input_file, open_text
+from biolm.io.files import READ_ERRORS, base_name, bounded_lines, input_file, open_text
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 
@@ -27,20 +27,25 @@ def iter_table(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every row that is not blank, the header first, streamed.
 
     A BOM and CRLF line ends (spreadsheet exports) are read as plain text; quoted fields may hold the
-    delimiter or a line break (the line number is then that of the row's last line).
+    delimiter or a line break (the line number is then that of the row's last line). A line is at most
+    `biolm.io.files.MAX_LINE_CHARS` characters long, a field (csv's own limit) 131,072.
 
     Raises:
         InputError: a missing or unreadable file, a malformed row; naming the file (and the line).
     """
     path = input_file(path)
+    start = 1  # the first line of the row being read
     try:
         with open_text(path, newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter_of(path))
+            # strict: an unclosed quote is an error, not a field that swallows the rest of the file
+            reader = csv.reader(bounded_lines(handle, path), delimiter=delimiter_of(path), strict=True)
             for row in reader:
                 if row and any(cell.strip() for cell in row):
                     yield reader.line_num, row
+                start = reader.line_num + 1
     except csv.Error as err:
-        raise InputError(f"{path}: line {reader.line_num}: malformed table row ({err})") from None
+        hint = "; a quote that is never closed?" if "end of data" in str(err) else ""
+        raise InputError(f"{path}: line {start}: malformed table row ({err}{hint})") from None
     except READ_ERRORS as err:
         raise InputError(f"{path}: cannot read ({err})") from None
 
