@@ -35,15 +35,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output FASTA or SMILES file")
-    parser.add_argument("-n", "--num", type=int, default=5, help="number of samples (default 5)")
+    parser.add_argument("-n", "--num", type=int, default=5, help="number of samples, at least 1 (default 5)")
     parser.add_argument(
         "--max-new-tokens",
         "--length",
         dest="max_new_tokens",
         type=int,
         default=None,
-        help="most tokens generated per sample, the end token included (default: DNA 200, protein "
-        "1024, SMILES 256); --length is an alias",
+        help="most tokens generated per sample, the end token included, at least 1 (default: DNA 200, "
+        "protein 1024, SMILES 256); --length is an alias",
     )
     parser.add_argument("--prompt", default="", help="sequence to continue (not included in the output)")
     parser.add_argument("--context", type=Path, help="protein family or molecule set to generate a member of")
@@ -57,13 +57,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--infill", metavar="TEXT", help="protein template with spans to fill, e.g. MKT[?]LLV[5]W"
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens only")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]")
     parser.add_argument(
-        "--min-p", type=float, default=None, help="drop tokens below min-p times the best token's probability"
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature, finite and >= 0 (default 1.0); 0: greedy, each token the most likely "
+        "one, so all samples are the same (proteins and molecules are then de-duplicated to one), --seed "
+        "changes them only through the --context members it draws, and --top-k, --top-p and --min-p have "
+        "no effect",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="sample from the k most likely tokens only, k >= 1 (tokens tied with the k-th are kept; k at "
+        "or above the vocabulary size: no filter)",
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=None, help="nucleus sampling threshold in (0, 1]; 1: no filter"
+    )
+    parser.add_argument(
+        "--min-p",
+        type=float,
+        default=None,
+        help="drop tokens below min-p times the best token's probability, min-p in [0, 1] (0: no filter, "
+        "1: the most likely token(s) only)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples decoded together (default 64)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,6 +92,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    import math
+
     from biolm.errors import InputError
 
     problems = []
@@ -81,14 +103,18 @@ def _check_args(args: argparse.Namespace) -> None:
         problems.append(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.batch_size < 1:
         problems.append(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.temperature <= 0:
-        problems.append(f"--temperature must be positive, got {args.temperature}")
+    if not 0 <= args.temperature < math.inf:
+        problems.append(
+            f"--temperature must be 0 (greedy) or a positive finite number, got {args.temperature}"
+        )
     if args.top_k is not None and args.top_k < 1:
         problems.append(f"--top-k must be at least 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         problems.append(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.min_p is not None and not 0 <= args.min_p <= 1:
         problems.append(f"--min-p must be in [0, 1], got {args.min_p}")
+    if args.seed < 0:
+        problems.append(f"--seed must be at least 0, got {args.seed}")
     if args.infill is not None and (args.context is not None or args.prompt):
         problems.append("--infill cannot be combined with --context or --prompt")
     if args.context is None and (args.token_budget is not None or args.column is not None):
@@ -98,10 +124,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_args(args)  # before torch is imported: a bad flag is refused at once
     from biolm.inference.pipeline import generate, write_samples
     from biolm.models.io import load
 
-    _check_args(args)
     model = load(args.model_dir, device=args.device)
     result = generate(
         model,

@@ -54,10 +54,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biolm.configs import load_config, packaged_config
+    from biolm.configs import load_config, packaged_config, to_train_config
     from biolm.errors import InputError
-    from biolm.tasks.ranks import is_rank_zero
-    from biolm.tasks.runner import format_summary, train
 
     if args.resume is not None:
         if args.config is not None:
@@ -70,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(config_path).is_file():
             raise InputError(f"{config_path}: config file not found")
     config = load_config(config_path, args.overrides)
+    to_train_config(config)  # every value checked before Lightning is imported (seconds)
+    from biolm.tasks.ranks import is_rank_zero
+    from biolm.tasks.runner import format_summary, train
+
     summary = train(config, args.domain, resume_dir=args.resume, progress=not args.no_progress)
     if is_rank_zero():
         print(format_summary(summary))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,11 @@ class TaskConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay to `min_lr_ratio * lr` at the last step."""
+    """AdamW with linear warm-up and cosine decay to `min_lr_ratio * lr` at the last step.
+
+    `lr` 0 keeps the starting weights (AdamW's decay is scaled by lr too), e.g. to export a model
+    given by `init_from` through a run; `grad_clip` 0 turns clipping off.
+    """
 
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -56,6 +61,24 @@ class OptimConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Checked here, before a run directory exists: AdamW would refuse some of these only once the
+        # run has started, and accept others (a negative weight decay) that train nonsense. lr 0 is
+        # allowed: the run goes through data, validation and export with the weights it starts with.
+        if not 0.0 <= self.lr < math.inf:
+            raise ConfigError(f"optim.lr must be >= 0 (0: the weights do not move), got {self.lr}")
+        if not 0.0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"optim.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.grad_clip < math.inf:
+            raise ConfigError(f"optim.grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
 
 
 NONFINITE_MODES = ("skip", "halt")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.errors import ConfigError, InputError
+from biolm.errors import ArgumentError, ConfigError, InputError
 from biolm.models import BioLM
 from biolm.tokenizers import TokenizationError
 
@@ -117,7 +117,12 @@ def embed_ids(
     Raises:
         ConfigError: an unknown pooling, `bos` with a causal model, bad layers, `rc_average` without a
             DNA tokenizer.
+        ArgumentError: `batch_tokens` or `chunk_len` below 1.
     """
+    # A chunk_len below 1 fed no position at all: all-zero embeddings (negative) or a traceback (0).
+    for name, value in (("batch_tokens", batch_tokens), ("chunk_len", chunk_len)):
+        if value < 1:
+            raise ArgumentError(f"{{{name}}} must be at least 1, got {value}", name)
     if pool not in POOLINGS:
         raise ConfigError(f"pool {pool!r}: choose one of {', '.join(POOLINGS)}")
     if pool == "bos" and not model.config.stateless:

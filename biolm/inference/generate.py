@@ -140,7 +140,8 @@ def generate(
         temperature, top_k, top_p, min_p: logit filters, see `biolm.inference.sampling.filter_logits`.
         stop_ids: tokens that end a sample (not included in it); None: `<eos>` and `<sep>`.
         banned_ids: tokens never sampled; None: every special token that is not a stop token
-            (`<pad>`, `<bos>`, `<mask>`, `<unk>`, protein FIM sentinels, ...).
+            (`<pad>`, `<bos>`, `<mask>`, `<unk>`, protein FIM sentinels, ...). Ids the model has beyond
+            its tokenizer's vocabulary are never sampled either.
         seed: samples depend only on the seed and their index (not on `batch_size`, see module doc).
         batch_size: rows decoded together.
         progress: show a progress bar of generated tokens.
@@ -153,10 +154,10 @@ def generate(
         ValueError: bad counts, filters or token sets.
     """
     check_can_generate(model)
-    if num_samples < 0 or max_new_tokens < 0 or batch_size < 1:
+    if num_samples < 0 or max_new_tokens < 0 or batch_size < 1 or seed < 0:
         raise ValueError(
-            f"need num_samples >= 0, max_new_tokens >= 0 and batch_size >= 1; got {num_samples}, "
-            f"{max_new_tokens}, {batch_size}"
+            f"need num_samples >= 0, max_new_tokens >= 0, batch_size >= 1 and seed >= 0; got {num_samples}, "
+            f"{max_new_tokens}, {batch_size}, {seed}"
         )
     filter_logits(torch.zeros(1, 2), temperature, top_k, top_p, min_p)  # validates the settings now
     if prefilled is not None and (prompt_ids is not None or prompt_position_ids is not None):
@@ -204,6 +205,7 @@ def generate_infill(
     prefilled = prefill(model, prompt.ids, prompt.position_ids)
     banned = torch.zeros(prefilled.logits.shape[-1], dtype=torch.bool)
     banned[torch.as_tensor(prompt.tokenizer.special_ids, dtype=torch.long)] = True
+    banned[prompt.tokenizer.vocab_size :] = True  # ids beyond the tokenizer's (a padded vocabulary)
 
     def make_rule(rows: int) -> InfillRule:
         return InfillRule(prompt.span_end_ids, prompt.span_lengths, banned, rows)
@@ -236,6 +238,10 @@ def _token_sets(
             raise ValueError(f"{name} {bad} outside the vocabulary (0..{vocab - 1})")
     banned = torch.zeros(vocab, dtype=torch.bool)
     banned[torch.as_tensor(banned_list, dtype=torch.long)] = True
+    # A model built with more ids than its tokenizer has (a padded vocabulary) must not emit ids that
+    # cannot be decoded.
+    if tokenizer is not None:
+        banned[tokenizer.vocab_size :] = True
     if banned.all():
         raise ValueError("banned_ids cover the whole vocabulary: nothing left to sample")
     return torch.tensor(stop, dtype=torch.long), banned

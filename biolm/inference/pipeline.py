@@ -9,6 +9,7 @@ and cleans them (`biolm.inference.postprocess`).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,8 +96,10 @@ def generate(
         column: the SMILES column of a context table (None: found by name).
         infill: a protein template with spans to fill, e.g. "MKT[?]LLV[5]W" (FIM models only); not
             together with `prompt` or `context`.
-        temperature, top_k, top_p, min_p: logit filters (`biolm.inference.sampling.filter_logits`).
-        seed: the samples depend only on the seed (and the context draw), not on `batch_size`.
+        temperature, top_k, top_p, min_p: logit filters (`biolm.inference.sampling.filter_logits`);
+            temperature 0 is greedy: every sample is the most likely continuation (the seed still
+            draws the context members).
+        seed: >= 0; the samples depend only on the seed (and the context draw), not on `batch_size`.
         batch_size: samples decoded together.
         device: where to load a model given as a directory.
         progress: show a progress bar of generated tokens.
@@ -109,7 +112,9 @@ def generate(
         InputError: a model that cannot generate (bidirectional / RC-equivariant), an unreadable
             context file, a bad infill template.
     """
-    _check_arguments(n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, prompt, context, infill)
+    _check_arguments(
+        n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill
+    )
     if context is None and (token_budget is not None or column is not None):
         raise ArgumentError("{token_budget} and {column} apply to context", "token_budget", "column")
     from biolm.inference.generate import check_can_generate
@@ -243,7 +248,7 @@ def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column
 
 
 def _check_arguments(
-    n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, prompt, context, infill
+    n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill
 ):
     """Raise an `ArgumentError` for the first bad argument, in the order the CLI checks its flags."""
     if n < 1:
@@ -252,13 +257,18 @@ def _check_arguments(
         raise ArgumentError(f"{{max_new_tokens}} must be at least 1, got {max_new_tokens}", "max_new_tokens")
     if batch_size < 1:
         raise ArgumentError(f"{{batch_size}} must be at least 1, got {batch_size}", "batch_size")
-    if temperature <= 0:
-        raise ArgumentError(f"{{temperature}} must be positive, got {temperature}", "temperature")
+    if not 0 <= temperature < math.inf:  # NaN and infinity would make every probability NaN
+        raise ArgumentError(
+            f"{{temperature}} must be 0 (greedy) or a positive finite number, got {temperature}",
+            "temperature",
+        )
     if top_k is not None and top_k < 1:
         raise ArgumentError(f"{{top_k}} must be at least 1, got {top_k}", "top_k")
     if top_p is not None and not 0 < top_p <= 1:
         raise ArgumentError(f"{{top_p}} must be in (0, 1], got {top_p}", "top_p")
     if min_p is not None and not 0 <= min_p <= 1:
         raise ArgumentError(f"{{min_p}} must be in [0, 1], got {min_p}", "min_p")
+    if seed < 0:  # numpy's generators take non-negative seeds only
+        raise ArgumentError(f"{{seed}} must be at least 0, got {seed}", "seed")
     if infill is not None and (context is not None or prompt):
         raise ArgumentError("{infill} cannot be combined with context or prompt", "infill")

@@ -5,6 +5,8 @@ Pure functions on [B, V] tensors; nothing here knows about models.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -21,11 +23,12 @@ def filter_logits(
     """Temperature, then top-k, then top-p (nucleus), then min-p; filtered tokens get -inf.
 
     The order is the one of Hugging Face's logits processors, so settings carry over. The most likely
-    token always survives every filter.
+    token always survives every filter. Temperature 0 is greedy decoding: only the most likely token
+    survives (the first of tied ones), so any draw picks it and the other filters have no effect.
 
     Args:
         logits: [B, V] (any leading shape), -inf for tokens already excluded.
-        temperature: > 0; logits are divided by it.
+        temperature: >= 0 and finite; logits are divided by it (0: greedy, see above).
         top_k: keep the k highest logits (ties at the k-th value are all kept); None or >= V: no-op.
         top_p: keep the smallest set of most likely tokens whose probability reaches top_p; None or
             >= 1: no-op.
@@ -35,13 +38,17 @@ def filter_logits(
     Returns:
         [B, V] filtered logits (a new tensor).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 <= temperature < math.inf:  # NaN too: it would turn every probability into NaN
+        raise ValueError(f"temperature must be 0 (greedy) or a positive finite number, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     for name, value in (("top_p", top_p), ("min_p", min_p)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if temperature == 0:
+        # argmax takes the first of tied tokens, so greedy samples never depend on the uniforms.
+        best = logits.argmax(dim=-1, keepdim=True)
+        return torch.full_like(logits, NEG_INF).scatter(-1, best, 0.0)
     logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]

@@ -18,6 +18,8 @@ AVAILABLE_BLOCKS = {
 # Blocks that split d_model itself into heads of even width (RoPE rotates pairs of head channels).
 _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
+# Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
+_COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
 # Complement of each id of the DNA tokenizer: specials 0-5 and N (10) map to themselves, A C G T = 6..9.
 DNA_COMPLEMENT = [0, 1, 2, 3, 4, 5, 9, 8, 7, 6, 10]
 
@@ -84,7 +86,7 @@ class ModelConfig:
     complement: list[int] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel"):
+        for name in _COUNTS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
         if self.ffn_factor <= 0:

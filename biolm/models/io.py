@@ -8,6 +8,8 @@ an interrupted save never leaves a half-written model behind.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 from pathlib import Path
 
@@ -15,20 +17,24 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from biolm.errors import ConfigError, InputError
+from biolm.errors import ArgumentError, ConfigError, InputError
 from biolm.io.files import atomic_directory
 from biolm.models.backbone import BioLM
 from biolm.models.config import ModelConfig
 from biolm.tokenizers import Tokenizer, load_tokenizer
+
+logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = "biolm-model"
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
+# The keys `save` writes at the top of config.yaml.
+META_KEYS = ("format", "format_version", "model")
 
 
 def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
@@ -60,8 +66,32 @@ def _read_meta(config_path: Path) -> dict:
     except OSError as err:
         raise InputError(f"{config_path}: cannot read ({err.strerror or err})") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise InputError(f"{config_path}: not a biolm model config (no 'format: {MODEL_FORMAT}')")
+        raise InputError(
+            f"{config_path}: not a biolm model config (no 'format: {MODEL_FORMAT}')"
+            + _run_directory_hint(config_path.parent)
+        )
     return meta
+
+
+def _run_directory_hint(path: Path) -> str:
+    """A pointer to `path/model` when `path` is a run directory (it has a config.yaml of its own, the
+    training config, which users easily take for the model's)."""
+    if (path / "model" / CONFIG_FILE).is_file():
+        return f"; {path} looks like a run directory: give its model directory {path / 'model'}"
+    return ""
+
+
+def _unknown_settings(config_path: Path, unknown: list[str], known: list[str], section: str) -> InputError:
+    """A typo (`d_modle`) gets the setting it was meant to be; anything else is taken for a setting of
+    a newer biolm."""
+    guesses = [(name, difflib.get_close_matches(name, known, n=1)) for name in unknown]
+    typos = [f"{name} (did you mean {close[0]}?)" for name, close in guesses if close]
+    if typos:
+        return InputError(f"{config_path}: unknown {section} setting {', '.join(typos)}")
+    return InputError(
+        f"{config_path}: unknown {section} settings {', '.join(unknown)}; written by a newer biolm? "
+        "upgrade biolm"
+    )
 
 
 def load_config(path: str | os.PathLike) -> ModelConfig:
@@ -73,7 +103,9 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
     """
     config_path = Path(path) / CONFIG_FILE
     if not config_path.is_file():
-        raise InputError(f"{path}: not a biolm model directory (no {CONFIG_FILE})")
+        raise InputError(
+            f"{path}: not a biolm model directory (no {CONFIG_FILE})" + _run_directory_hint(Path(path))
+        )
     meta = _read_meta(config_path)
     version = meta.get("format_version")
     if version != MODEL_FORMAT_VERSION or isinstance(version, bool):
@@ -83,13 +115,18 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
             f"{config_path}: model format version {version!r} is not supported by this biolm "
             f"(it reads version {MODEL_FORMAT_VERSION}); {hint}"
         )
+    # Top-level keys are checked as strictly as the model's settings: a key this biolm does not know
+    # may change what the weights mean.
+    extra = sorted(str(k) for k in set(meta) - set(META_KEYS))
+    if extra:
+        raise _unknown_settings(config_path, extra, list(META_KEYS), "top-level")
     settings = meta.get("model")
     if not isinstance(settings, dict):
         raise InputError(f"{config_path}: no 'model' settings (found {type(settings).__name__})")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(str(k) for k in set(settings) - known)
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(str(k) for k in set(settings) - set(known))
     if unknown:
-        raise InputError(f"{config_path}: unknown model settings {', '.join(unknown)}; upgrade biolm")
+        raise _unknown_settings(config_path, unknown, known, "model")
     try:
         # Through OmegaConf's structured config, so that a value of the wrong type names its key.
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), settings))
@@ -112,27 +149,44 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
         The model in eval mode.
 
     Raises:
-        InputError: not a model directory, or a missing, damaged or mismatched file in it.
+        InputError: not a model directory, or a missing, damaged or mismatched file in it (weights
+            with NaN or infinite values included).
+        ArgumentError: a device that is not one or that torch cannot use here.
     """
+    device = _usable_device(device)
     path = Path(path)
     if not path.is_dir():
-        raise InputError(f"{path}: model directory not found")
-    config = load_config(path)
+        raise InputError(_not_a_directory(path))
+    config = _runnable_here(load_config(path), device, path / CONFIG_FILE)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise InputError(f"{weights}: missing; the model directory is incomplete")
-    model = BioLM(config)
+    _check_header(config, weights)
+    try:
+        model = BioLM(config)
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "allocate" not in str(err):  # only the allocator's refusal
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"{path / CONFIG_FILE}: cannot build the model it describes ({first[:200]})"
+        ) from None
     try:
         load_model(model, str(weights), device=str(device))
     except (SafetensorError, OSError) as err:
-        raise InputError(
-            f"{weights}: cannot read the weights ({err}); the file is damaged or truncated"
-        ) from None
+        raise _damaged(weights, err) from None
     except RuntimeError as err:  # shapes or names that do not fit the config
         # torch's first line only says "Error(s) in loading state_dict"; the next names a tensor.
         lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__
         raise InputError(f"{weights}: the weights do not fit {CONFIG_FILE} ({detail[:200]})") from None
+    # A NaN weight makes every output NaN: samples of one repeated token, NaN embeddings, no error.
+    broken = _first_nonfinite(model)
+    if broken is not None:
+        raise InputError(
+            f"{weights}: tensor {broken!r} holds NaN or infinite values; the weights are broken "
+            "(from a diverged training run?)"
+        )
     tokenizer_path = path / TOKENIZER_FILE
     try:
         model.tokenizer = load_tokenizer(tokenizer_path)
@@ -142,9 +196,93 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
         ) from None
     except OSError as err:
         raise InputError(f"{tokenizer_path}: cannot read ({err.strerror or err})") from None
-    if model.tokenizer.vocab_size > config.vocab_size:
+    # `save` is given a model built for its tokenizer (training sets vocab_size to the tokenizer's), so
+    # any difference means the tokenizer is another model's, e.g. of another domain, whose ids the
+    # weights would read as their own tokens.
+    if model.tokenizer.vocab_size != config.vocab_size:
         raise InputError(
-            f"{tokenizer_path}: {model.tokenizer.vocab_size} tokens, but the model has only "
-            f"{config.vocab_size} (vocab_size in {CONFIG_FILE}); the files come from different models"
+            f"{tokenizer_path}: a {model.tokenizer.kind} tokenizer of {model.tokenizer.vocab_size} tokens, "
+            f"but the model has {config.vocab_size} token ids (vocab_size in {CONFIG_FILE}); the files "
+            "come from different models"
         )
     return model.to(device).eval()
+
+
+def _usable_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device, checked before the weights are read: safetensors would report a
+    device it cannot use as a damaged or unfitting weights file."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgumentError(
+            f"{{device}}: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ArgumentError(f"{{device}} {dev}: torch sees no CUDA device here; use cpu", "device")
+        if dev.index is not None and dev.index >= count:
+            raise ArgumentError(
+                f"{{device}} {dev}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}", "device"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ArgumentError(f"{{device}} {dev}: MPS is not available to torch here; use cpu", "device")
+    return dev
+
+
+def _runnable_here(config: ModelConfig, device: torch.device, config_path: Path) -> ModelConfig:
+    """The config with a backend that can run on `device`. A model trained with model.backend=triton
+    on a GPU has the same weights on every backend, so off CUDA it runs with "auto" (the kernels
+    would otherwise raise at the first forward pass)."""
+    if config.backend == "triton" and device.type != "cuda":
+        logger.warning(
+            "%s: model.backend 'triton' needs a CUDA device; on %s the model runs with backend 'auto'",
+            config_path,
+            device,
+        )
+        return dataclasses.replace(config, backend="auto")
+    return config
+
+
+def _damaged(weights: Path, err: Exception) -> InputError:
+    return InputError(f"{weights}: cannot read the weights ({err}); the file is damaged or truncated")
+
+
+def _check_header(config: ModelConfig, weights: Path) -> None:
+    """Refuse a config that does not fit the weights file's header before any weights are allocated:
+    a config.yaml that asks for a far larger model (`vocab_size: 100000000000`, `d_model: 12800`,
+    `n_layers: 400`) must not get as far as the allocator. Only the embedding and the number of blocks
+    are compared (from the header, no data read); `load_model` checks every tensor afterwards."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            shapes = {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError) as err:
+        raise _damaged(weights, err) from None
+    problems = []
+    # A tied embedding is stored under one of its two names.
+    embedding = shapes.get("embedding.weight", shapes.get("lm_head.weight"))
+    expected = [config.vocab_size, config.block_config().d_model]
+    if embedding is not None and embedding != expected:
+        problems.append(f"the token embedding is {embedding} in the file, {expected} by {CONFIG_FILE}")
+    blocks = {name.split(".")[1] for name in shapes if name.startswith("blocks.")}
+    if blocks and len(blocks) != config.n_layers:
+        problems.append(f"the file has {len(blocks)} blocks, {CONFIG_FILE} says n_layers {config.n_layers}")
+    if problems:
+        raise InputError(f"{weights}: the weights do not fit {CONFIG_FILE} ({'; '.join(problems)})")
+
+
+def _first_nonfinite(model: BioLM) -> str | None:
+    """The name of the first floating-point tensor of `model` with a NaN or infinite value, or None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def _not_a_directory(path: Path) -> str:
+    if not path.exists():
+        return f"{path}: model directory not found"
+    if path.name in (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE):
+        return f"{path}: a file of a model directory; give the directory {path.parent}"
+    files = ", ".join((CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE))
+    return f"{path}: not a directory (a model directory holds {files})"

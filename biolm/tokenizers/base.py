@@ -294,6 +294,8 @@ def check_header(d: Any, *, source: str | None, kind: str | None = None) -> str:
             f"(this biolm reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))})"
         )
     found = d.get("kind")
+    if not isinstance(found, str):  # a list or a mapping would fail as a dict key, not as a bad file
+        raise TokenizerFormatError(f"{_where(source)}'kind' must be a string, got {found!r}")
     if kind is not None and found != kind:
         raise TokenizerFormatError(f"{_where(source)}expected kind {kind!r}, got {found!r}")
     return found

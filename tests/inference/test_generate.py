@@ -202,7 +202,9 @@ def test_stateless_models_are_refused_with_one_line(mode):
 def test_bad_arguments_are_refused():
     model = make_model("m")
     with pytest.raises(ValueError, match="temperature"):
-        generate(model, 1, max_new_tokens=3, temperature=0)
+        generate(model, 1, max_new_tokens=3, temperature=-1)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, 1, max_new_tokens=3, temperature=float("nan"))
     with pytest.raises(ValueError, match="min_p"):
         generate(model, 1, max_new_tokens=3, min_p=1.5)
     with pytest.raises(ValueError, match="outside the vocabulary"):
@@ -276,6 +278,7 @@ LOGITS = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
         ({"top_k": 3, "min_p": 0.05}, [0, 1, 2]),
         ({"temperature": 0.5, "min_p": 0.1}, [0, 1]),  # p ~ 0.685, 0.247, 0.062, 0.007 at T = 0.5
         ({"temperature": 0.5, "min_p": 0.09}, [0, 1, 2]),
+        ({"temperature": 0, "top_k": 3}, [0]),  # greedy
     ],
 )
 def test_filters_keep_the_expected_tokens(kwargs, kept):
@@ -287,6 +290,8 @@ def test_temperature_scales_logits_and_ties_survive_top_k():
     torch.testing.assert_close(filter_logits(LOGITS, temperature=2.0), LOGITS / 2)
     tied = torch.tensor([[1.0, 3.0, 3.0, 0.0]])
     assert torch.isfinite(filter_logits(tied, top_k=1)[0]).tolist() == [False, True, True, False]
+    # Greedy keeps only the first of tied tokens, so that no draw can choose between them.
+    assert torch.isfinite(filter_logits(tied, temperature=0)[0]).tolist() == [False, True, False, False]
 
 
 def test_sampling_inverts_the_cdf():
