@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 
 from biolm import __version__
 from biolm.cli import embed, generate, info, train
 from biolm.cli import eval as eval_command
 
 COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info, "eval": eval_command}
+# The exit status after SIGTERM, as a shell reports a process the signal ended (128 + 15).
+SIGTERM_EXIT = 128 + signal.SIGTERM
+# Seconds after which SIGTERM's exception is raised again while the command still runs (see _terminate).
+SIGTERM_RETRY_S = 2.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C: the atomic writers' cleanup runs, so nothing is
+    left half-written (Python's default action ends the process without running it)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +99,32 @@ def _as_flags(err: Exception, parser: argparse.ArgumentParser, args: argparse.Na
     return err.spelled(lambda name: options.get(name, name))
 
 
+def _terminate(signum, frame) -> None:
+    # Raised again (SIGALRM) until the command has ended: C code that calls Python and clears its
+    # errors (PyObject_HasAttr on an object with a Python __getattr__) can swallow it, as it can Ctrl-C's.
+    signal.signal(signal.SIGALRM, _terminate)
+    signal.setitimer(signal.ITIMER_REAL, SIGTERM_RETRY_S)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises(command: str):
+    """SIGTERM raises `Terminated` while the block runs, except for `biolm train`: Lightning handles
+    SIGTERM during fit itself (on_exception.ckpt, then `RunStopped`) and calls the handler it found."""
+    if command == "train" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous_alarm = signal.getsignal(signal.SIGALRM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGALRM) is _terminate:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_alarm)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
@@ -104,12 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     from biolm.errors import BiolmError
 
     try:
-        return args.run(args) or 0
+        with _sigterm_raises(args.command):
+            return args.run(args) or 0
     except BiolmError as err:
         if args.verbose:
             raise
         print(f"biolm {args.command}: error: {_as_flags(err, parser, args)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"biolm {args.command}: error: stopped by SIGTERM", file=sys.stderr)
+        return SIGTERM_EXIT
     except KeyboardInterrupt:
         print(f"biolm {args.command}: interrupted", file=sys.stderr)
         return 130

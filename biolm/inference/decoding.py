@@ -138,12 +138,12 @@ def decode(
     """
     samples: list[np.ndarray] = []
     total = num_samples * max_new_tokens
-    bar = tqdm(total=total, unit="tok", unit_scale=True, desc="generating", disable=not progress)
-    for first in range(0, num_samples, batch_size):
-        rows = list(range(first, min(first + batch_size, num_samples)))
-        rule = make_rule(len(rows))
-        samples += _decode_batch(model, prefilled, rows, max_new_tokens, rule, filters, seed, bar)
-    bar.close()
+    # Closed however decoding ends: an open bar's line would run into the error message after it.
+    with tqdm(total=total, unit="tok", unit_scale=True, desc="generating", disable=not progress) as bar:
+        for first in range(0, num_samples, batch_size):
+            rows = list(range(first, min(first + batch_size, num_samples)))
+            rule = make_rule(len(rows))
+            samples += _decode_batch(model, prefilled, rows, max_new_tokens, rule, filters, seed, bar)
     return samples
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from biolm.errors import ArgumentError, InputError
-from biolm.io.files import write_atomic
+from biolm.io.files import atomic_file, output_stream
 
 FORMATS = (".npy", ".parquet", ".h5", ".pt")
 PER_TOKEN_FORMATS = (".h5", ".hdf5", ".pt")
@@ -91,20 +92,25 @@ def write_embeddings(
     fmt = output_format(path, pool)
     layered = by_layer(vectors, list(layers), pool)
     writer = {".npy": _npy, ".parquet": _parquet, ".h5": _h5, ".pt": _pt}[fmt]
-    write_atomic(
-        path, lambda tmp: writer(tmp, vectors, layered, list(ids), list(headers), list(layers), pool)
-    )
     # Tabs and line breaks in a header would break the TSV's rows.
     rows = "".join(
         f"{r}\t{i}\t{' '.join(h.split())}\n" for r, (i, h) in enumerate(zip(ids, headers, strict=True))
     )
-    write_atomic(manifest_path(path), lambda tmp: tmp.write_text("row\tid\theader\n" + rows))
-    write_atomic(ids_path(path), lambda tmp: tmp.write_text("".join(f"{i}\n" for i in ids)))
+    # All three are complete before any is renamed (OUT last): a full disk or a kill leaves the old
+    # set, never a new OUT beside an old manifest. Each temporary is made just before it is written,
+    # so a write error is reported by (and names) the file being written.
+    with ExitStack() as files:
+        out = files.enter_context(atomic_file(path))
+        writer(out, vectors, layered, list(ids), list(headers), list(layers), pool)
+        files.enter_context(atomic_file(manifest_path(path))).write_text("row\tid\theader\n" + rows)
+        files.enter_context(atomic_file(ids_path(path))).write_text("".join(f"{i}\n" for i in ids))
     return [path, manifest_path(path), ids_path(path)]
 
 
 def _npy(tmp: Path, vectors, layered, ids, headers, layers, pool) -> None:
-    with open(tmp, "wb") as handle:
+    # Not a plain file: numpy writes those with tofile, which ignores a short write (a full disk
+    # would leave a truncated .npy and no error); to a stream it writes by `write`, which raises.
+    with output_stream(tmp) as handle:
         np.save(handle, np.asarray(vectors, dtype=np.float32))
 
 
@@ -124,7 +130,8 @@ def _h5(tmp: Path, vectors, layered, ids, headers, layers, pool) -> None:
     import h5py
 
     text = h5py.string_dtype("utf-8")
-    with h5py.File(tmp, "w") as handle:
+    # Through a Python file: HDF5 writing its own file crashes the process when the disk is full.
+    with output_stream(tmp) as stream, h5py.File(stream, "w") as handle:
         handle.attrs["pool"] = pool
         handle.attrs["layers"] = np.asarray(layers, dtype=np.int64)
         handle.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=text)
@@ -145,4 +152,5 @@ def _pt(tmp: Path, vectors, layered, ids, headers, layers, pool) -> None:
     else:
         embeddings = {k: torch.from_numpy(np.asarray(a, np.float32)) for k, a in layered.items()}
     payload = {"ids": ids, "headers": headers, "layers": layers, "pool": pool, "embeddings": embeddings}
-    torch.save(payload, tmp)
+    with output_stream(tmp) as stream:
+        torch.save(payload, stream)

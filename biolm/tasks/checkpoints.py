@@ -29,8 +29,8 @@ import torch
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from biolm.errors import ConfigError, InputError
-from biolm.io.files import TEMP_MARK, atomic_file
+from biolm.errors import ConfigError, DiskFullError, InputError
+from biolm.io.files import TEMP_MARK, atomic_file, output_stream
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class AtomicCheckpointIO(SafeCheckpointIO):
             return
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        with atomic_file(path, durable=True) as temp, open(temp, "wb") as handle:
+        with atomic_file(path, durable=True) as temp, output_stream(temp) as handle:
             torch.save(checkpoint, handle)
 
 
@@ -172,7 +172,8 @@ class SafeOnExceptionCheckpoint(OnExceptionCheckpoint):
         self._saving = False
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if trainer.global_step == 0:
+        # A full disk would fail this write too, and its error would hide the first one's file.
+        if trainer.global_step == 0 or isinstance(exception, DiskFullError):
             return
         self._saving = True
         try:

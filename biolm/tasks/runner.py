@@ -72,15 +72,26 @@ class RunSummary:
 
 
 def new_run_dir(run_root: str, name: str, create: bool = True) -> Path:
-    """`<run_root>/<name>`, or `<name>-2`, `<name>-3`, ... if taken: a run never overwrites another."""
+    """`<run_root>/<name>`, or `<name>-2`, `<name>-3`, ... if taken: a run never overwrites another.
+
+    With `create`, the directory is made by `mkdir`, which is the claim: of two runs started at once
+    with the same name, one gets `<name>` and the other moves on to `<name>-2`.
+    """
     root = Path(run_root)
-    candidate, n = root / name, 1
-    while candidate.exists():
+    n = 1
+    while True:
+        candidate = root / (name if n == 1 else f"{name}-{n}")
         n += 1
-        candidate = root / f"{name}-{n}"
-    if create:
-        candidate.mkdir(parents=True)
-    return candidate
+        if candidate.exists():
+            continue
+        if not create:
+            return candidate
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue  # another run claimed it since exists() looked
+        return candidate
 
 
 def merge_metrics(run_dir: Path) -> Path:
@@ -226,10 +237,17 @@ def train(
     throughput = Throughput()
     guard = NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.max_nonfinite_skips)
     # Built before the run directory exists: a trainer option Lightning refuses leaves nothing behind.
-    trainer = _trainer(cfg, run_dir, [throughput, DataPosition(), RNGStates(), guard], progress)
+    callbacks = [throughput, DataPosition(), RNGStates(), guard]
+    trainer = _trainer(cfg, run_dir, callbacks, progress)
     if zero:
-        run_dir.mkdir(parents=True, exist_ok=resume_dir is not None)
-        OmegaConf.save(config, run_dir / "config.yaml")
+        if resume_dir is None:
+            claimed = new_run_dir(cfg.run_root, cfg.name)
+            if claimed != run_dir:  # another run took the name meanwhile: this one moves on
+                run_dir = claimed
+                trainer = _trainer(cfg, run_dir, callbacks, progress)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config))
         if ckpt_path is not None:
             announce(f"resuming from {ckpt_path}")
         announce(f"run directory: {run_dir}")
