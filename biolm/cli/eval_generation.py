@@ -88,7 +88,9 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
         help="most tokens per sample (default: twice the family's "
         "longest member for proteins, 128 for SMILES)",
     )
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature, >= 0 (default: 1.0; 0: greedy)"
+    )
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set of tokens with this mass")
     p.add_argument(
@@ -123,6 +125,7 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
 
 def run_generation(args: argparse.Namespace) -> int:
     from biolm.errors import InputError
+    from biolm.inference.pipeline import check_sampling
     from biolm.models.io import load
 
     for name in (
@@ -146,6 +149,7 @@ def run_generation(args: argparse.Namespace) -> int:
         "top_p": args.top_p,
         "min_p": args.min_p,
     }
+    check_sampling(**sampling, seed=args.seed)
     common = dict(
         sizes=args.context_sizes,
         draws=args.draws,

@@ -257,6 +257,16 @@ def _check_arguments(
         raise ArgumentError(f"{{max_new_tokens}} must be at least 1, got {max_new_tokens}", "max_new_tokens")
     if batch_size < 1:
         raise ArgumentError(f"{{batch_size}} must be at least 1, got {batch_size}", "batch_size")
+    check_sampling(temperature, top_k, top_p, min_p, seed)
+    if infill is not None and (context is not None or prompt):
+        raise ArgumentError("{infill} cannot be combined with context or prompt", "infill")
+
+
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, min_p: float | None, seed: int
+):
+    """Raise an `ArgumentError` for the first bad sampling setting (every caller of the sampler checks
+    them the same way, before a model is loaded)."""
     if not 0 <= temperature < math.inf:  # NaN and infinity would make every probability NaN
         raise ArgumentError(
             f"{{temperature}} must be 0 (greedy) or a positive finite number, got {temperature}",
@@ -270,5 +280,3 @@ def _check_arguments(
         raise ArgumentError(f"{{min_p}} must be in [0, 1], got {min_p}", "min_p")
     if seed < 0:  # numpy's generators take non-negative seeds only
         raise ArgumentError(f"{{seed}} must be at least 0, got {seed}", "seed")
-    if infill is not None and (context is not None or prompt):
-        raise ArgumentError("{infill} cannot be combined with context or prompt", "infill")

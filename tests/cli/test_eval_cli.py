@@ -134,3 +134,23 @@ def test_finetune_from_the_probe_on_both_strands_of_dna(files, tmp_path, capsys)
     assert "needs the linear head" in _error(capsys, [*args, "--head-init", "probe", "--head", "mlp"])
     protein = ["eval", "finetune", str(files["protein"]), str(files["motif"]), "--out", str(tmp_path / "p")]
     assert "rc_augment needs a DNA model" in _error(capsys, [*protein, "--rc-augment", "--no-progress"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "-1"], "--temperature must be 0 (greedy) or a positive finite number, got -1.0"),
+        (["--temperature", "nan"], "--temperature must be 0 (greedy)"),
+        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+        (["--top-k", "0"], "--top-k must be at least 1"),
+        (["--seed", "-1"], "--seed must be at least 0"),
+    ],
+)
+def test_generation_eval_refuses_bad_sampling_settings_before_any_report(
+    files, tmp_path, capsys, flags, message
+):
+    # These were a ValueError traceback from the sampler, after the model had been loaded.
+    out = tmp_path / "report"
+    argv = ["eval", "generation", str(files["smiles"]), "--out", str(out), "--unconditional", "4", *flags]
+    assert message in _error(capsys, argv)
+    assert not out.exists()
