@@ -116,9 +116,7 @@ def tokenized_corpus(path: Path, tokenizer: ProteinTokenizer) -> RaggedStore:
             except TokenizationError as err:
                 # The tokenizer's own hint names its Python argument; a run is configured by data.unknown.
                 raise InputError(
-                    f"{file}: record {record.name!r}: invalid character {err.text!r} at position "
-                    f"{err.position} (after removing gaps; {tokenizer.ALPHABET_NAME}; set "
-                    "data.unknown=replace to read it as X)"
+                    f"{file}: {err.reason} (after removing gaps); set data.unknown=replace to read it as X"
                 ) from None
             writer.append(ids.astype(np.uint8))
             families[-1][2] = len(writer)

@@ -105,7 +105,7 @@ def read_family(path: Path, tokenizer) -> FamilyData:
             try:
                 ids.append(tokenizer.encode(record.sequence, record=record.name).astype(np.int64))
             except TokenizationError as err:
-                raise InputError(f"{path}: {err} (after removing gaps)") from None
+                raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
             sequences.append(record.sequence)
     name = path.name.split(".")[0]
     return FamilyData(name, path, sequences, ids)

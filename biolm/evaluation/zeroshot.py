@@ -31,7 +31,7 @@ def encode_sequence(model: BioLM, sequence: str, record: str, source: str) -> np
     try:
         return model.tokenizer.encode(sequence, record=record)
     except TokenizationError as err:
-        raise InputError(f"{source}: {err}") from None
+        raise InputError(f"{source}: {err.reason}") from None
 
 
 @torch.no_grad()

@@ -149,7 +149,7 @@ def read_homologs(options: ContextOptions, scan: Scan, tokenizer) -> Homologs:
         try:
             ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
         except TokenizationError as err:
-            raise InputError(f"{path}: {err} (after removing gaps)") from None
+            raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
     dropped = {"copies of the wild type": n_wild_type, "duplicates": n_duplicate}
     if options.max_identity is not None:
         dropped[f"at least {options.max_identity:.0%} identical to the wild type"] = n_identical

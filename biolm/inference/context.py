@@ -184,7 +184,7 @@ def family_prompt(
         try:
             ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
         except TokenizationError as err:
-            raise InputError(f"{path}: {err} (after removing gaps)") from None
+            raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
         sequences.append(seq)
     # Shuffle before leaving out the members too long for the budget, so that one seed gives the same
     # order whatever the budget (a larger budget extends the same prompt).

@@ -38,7 +38,7 @@ def tokenize_records(model: BioLM, records: Sequence[tuple[str, str]], source: s
         try:
             ids.append(model.tokenizer.encode(sequence, record=record_id))
         except TokenizationError as err:
-            raise InputError(f"{source}: {err}") from None
+            raise InputError(f"{source}: {err.reason}") from None
     return ids
 
 

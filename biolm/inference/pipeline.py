@@ -234,7 +234,7 @@ def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column
     try:
         prompt_text = tok.encode(prompt, record="prompt") if prompt else np.zeros(0, np.int64)
     except TokenizationError as err:
-        raise ArgumentError(f"{{prompt}}: {err}", "prompt") from None
+        raise ArgumentError(f"{{prompt}}: {err.reason}", "prompt") from None
     if context is None:
         return np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64), None, None
     from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt

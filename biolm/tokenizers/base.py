@@ -36,18 +36,29 @@ class TokenizationError(InputError):
         record: Name of the record (FASTA id, row number...) or ``None``.
         position: 1-based character position of the offending character or token.
         text: The offending character or token.
+        reason: The message without the hint: what a caller that reads the text some other way (a CLI
+            command, a training run with its own ``data.unknown`` key) prints with its own hint.
+        hint: How a caller of the tokenizer gets past it (``unknown='replace'``), or ``None``.
     """
 
     def __init__(
-        self, message: str, *, record: str | None = None, position: int | None = None, text: str | None = None
+        self,
+        message: str,
+        *,
+        record: str | None = None,
+        position: int | None = None,
+        text: str | None = None,
+        hint: str | None = None,
     ) -> None:
         # The fields default to None so that the error can be rebuilt from its message alone, as
         # torch's DataLoader does when re-raising a worker's exception.
         prefix = f"record {record!r}: " if record is not None else ""
-        super().__init__(prefix + message)
+        self.reason = prefix + message
+        super().__init__(self.reason + (f"; {hint}" if hint else ""))
         self.record = record
         self.position = position
         self.text = text
+        self.hint = hint
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self),), dict(self.__dict__))
@@ -344,11 +355,11 @@ class CharTokenizer(Tokenizer):
                 pos = int(bad[0])
                 ch = seq[pos]
                 raise TokenizationError(
-                    f"invalid character {ch!r} at position {pos + 1} ({self.ALPHABET_NAME}; "
-                    f"pass unknown='replace' to map it to {self.REPLACEMENT})",
+                    f"invalid character {ch!r} at position {pos + 1} ({self.ALPHABET_NAME})",
                     record=record,
                     position=pos + 1,
                     text=ch,
+                    hint=f"pass unknown='replace' to map it to {self.REPLACEMENT}",
                 )
         return self._add_specials(ids, add_bos, add_eos)
 

@@ -263,11 +263,11 @@ class SmilesTokenizer(Tokenizer):
                 else:
                     hint = "neither it nor all of its parts are in the vocabulary"
                 raise TokenizationError(
-                    f"unknown SMILES token {t!r} at position {pos + 1} ({hint}; pass "
-                    "unknown='replace' to map it to <unk>, or build one with SmilesTokenizer.fit)",
+                    f"unknown SMILES token {t!r} at position {pos + 1} ({hint})",
                     record=record,
                     position=pos + 1,
                     text=t,
+                    hint="pass unknown='replace' to map it to <unk>, or build one with SmilesTokenizer.fit",
                 )
             pos += len(t)
         raise AssertionError("unreachable: a token was missing from the vocabulary")
