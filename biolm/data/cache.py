@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from biolm.errors import InputError
-from biolm.io.files import cache_root, replace_directory, staging_directory
+from biolm.errors import DiskFullError, InputError
+from biolm.io.files import cache_root, disk_full_error, output_stream, replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -228,15 +228,25 @@ class StoreWriter:
             return RaggedStore(data, offsets, extra, meta)
         self._flush()
         self._handle.close()
-        np.save(self.staging / _OFFSETS, offsets)
+        _save_array(self.staging / _OFFSETS, offsets)
         for name, values in extra.items():
-            np.save(self.staging / f"{name}.npy", values)
+            _save_array(self.staging / f"{name}.npy", values)
         (self.staging / _META).write_text(json.dumps(meta))
         return RaggedStore(np.zeros(0, np.uint8), offsets, extra, meta)
 
     def abort(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:
+                pass  # the bytes it still held could not be written either; the entry is dropped
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    # Through a stream: numpy writes a named file with tofile, which ignores a short write, so a full
+    # disk would leave a truncated array in an entry that later runs trust; `write` raises instead.
+    with output_stream(path) as handle:
+        np.save(handle, values)
 
 
 def _fresh(directory: Path, files: list[list[Any]]) -> bool:
@@ -296,9 +306,14 @@ def cached_store(
         meta, extra = build(writer)
         writer.finish({**base, **meta}, extra)
         _install(staging, target, stamps)
-    except BaseException:
+    except BaseException as err:
         writer.abort()
         shutil.rmtree(staging, ignore_errors=True)
+        if disk_full_error(err, target) is not None:
+            raise DiskFullError(
+                f"{path}: cannot write its tokenized cache in {root} ({err.strerror}); free some space or "
+                "set BIOLM_CACHE_DIR to another disk"
+            ) from None
         raise
     return RaggedStore.open(target)
 

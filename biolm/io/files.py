@@ -177,7 +177,7 @@ def sync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _no_space(err: BaseException, target: Path) -> DiskFullError | None:
+def disk_full_error(err: BaseException, target: str | os.PathLike) -> DiskFullError | None:
     """The one-line error of a write to `target` that failed for want of space, else None."""
     if isinstance(err, OSError) and err.errno in NO_SPACE:
         return DiskFullError(f"{target}: cannot write: {os.strerror(err.errno)}")
@@ -246,7 +246,7 @@ def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
                     os.fsync(handle.fileno())
         os.replace(temp, path)
     except OSError as err:
-        full = _no_space(err, path)
+        full = disk_full_error(err, path)
         if full is not None:
             raise full from err
         raise
@@ -302,7 +302,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         replace_directory(staging, path)
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        full = _no_space(err, Path(path))
+        full = disk_full_error(err, Path(path))
         if full is not None:
             raise full from err
         raise

@@ -122,6 +122,48 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path, on_disk):
     assert list(on_disk.iterdir()) == []
 
 
+FULL_DISK_BUILD = """
+import resource, signal, sys
+from pathlib import Path
+import biolm.data.cache as cache
+from biolm.errors import DiskFullError
+cache.MIN_CACHED_BYTES = 0
+source = Path(sys.argv[1])
+def build(writer):
+    for _ in range(20_000):  # 20 kB of data, 160 kB of offsets: the offsets are what exceeds the limit
+        writer.append(b"x")
+    return {}, {}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    cache.cached_store("test", source, [source], {}, build)
+except DiskFullError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE needs a POSIX system")
+def test_a_full_disk_while_caching_is_one_error_and_leaves_no_entry(tmp_path, on_disk):
+    # numpy's np.save to a file name writes with tofile, which ignores a short write: a full disk left a
+    # truncated offsets.npy in an entry that later runs would trust.
+    import subprocess
+    import sys
+
+    source = tmp_path / "corpus.txt"
+    source.write_text("x\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_BUILD, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BIOLM_CACHE_DIR": str(on_disk)},
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "corpus.txt: cannot write its tokenized cache" in proc.stdout and "File too large" in proc.stdout
+    assert not on_disk.exists() or list(on_disk.iterdir()) == []
+
+
 def test_stored_molecule_sets_match_the_in_memory_reader_and_warn_again_when_reused(tmp_path, on_disk):
     (tmp_path / "sets").mkdir()
     (tmp_path / "sets" / "a.smi").write_text("CCO\nC1CC\nc1ccccc1 benzene\n\nOCC\n")
