@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
     """Write `model` and `tokenizer` to the directory `path` (replaced if it exists)."""
     path = Path(path)
     with atomic_directory(path) as staging:
-        save_model(model, str(staging / WEIGHTS_FILE))
+        _save_weights(model, staging / WEIGHTS_FILE)
         meta = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -50,6 +51,20 @@ def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
         OmegaConf.save(OmegaConf.create(meta), staging / CONFIG_FILE)
         tokenizer.save(staging / TOKENIZER_FILE)
     return path
+
+
+def _save_weights(model: BioLM, file: Path) -> None:
+    """`save_model`, with its I/O errors as the OSError they are: safetensors reports a full disk as a
+    SafetensorError that only quotes the errno ("File too large (os error 27)"), which `atomic_directory`
+    could not tell from a bug."""
+    try:
+        save_model(model, str(file))
+    except SafetensorError as err:
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(file)) from err
 
 
 def _read_meta(config_path: Path) -> dict:
