@@ -16,8 +16,9 @@ from biolm.cli import eval as eval_command
 COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info, "eval": eval_command}
 # The exit status after SIGTERM, as a shell reports a process the signal ended (128 + 15).
 SIGTERM_EXIT = 128 + signal.SIGTERM
-# Seconds after which SIGTERM's exception is raised again while the command still runs (see _terminate).
-SIGTERM_RETRY_S = 2.0
+# Seconds after which SIGTERM's exception is raised again while the command still runs (see _terminate):
+# long enough for the atomic writers' cleanup, which a second raise would interrupt.
+SIGTERM_RETRY_S = 5.0
 
 
 class Terminated(KeyboardInterrupt):
