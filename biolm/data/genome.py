@@ -117,21 +117,22 @@ class GenomeSource:
         training regions. Streams in blocks, so memory stays flat for any genome size."""
         model = MarkovModel(markov_order)
         total = sum(len(record) for record in self.fasta.records.values())
-        bar = tqdm(total=total, desc="scanning genome", unit="bp", unit_scale=True, disable=total < 2e7)
-        train_end = {r.record: r.end for r in self.train_regions}
-        for name, record in self.fasta.records.items():
-            length = len(record)
-            for start in range(0, length, _SCAN_BLOCK):
-                end = min(start + _SCAN_BLOCK, length)
-                ids = self.read(name, start, end)
-                stop = min(end, train_end.get(name, 0))
-                if start < stop:
-                    # Prefix the previous block's tail so that no transition is lost at block edges.
-                    context_start = max(0, start - markov_order)
-                    head = self.read(name, context_start, start) if context_start < start else ids[:0]
-                    model.update(self.base_codes(np.concatenate([head, ids[: stop - start]])))
-                bar.update(end - start)
-        bar.close()
+        with tqdm(
+            total=total, desc="scanning genome", unit="bp", unit_scale=True, disable=total < 2e7
+        ) as bar:
+            train_end = {r.record: r.end for r in self.train_regions}
+            for name, record in self.fasta.records.items():
+                length = len(record)
+                for start in range(0, length, _SCAN_BLOCK):
+                    end = min(start + _SCAN_BLOCK, length)
+                    ids = self.read(name, start, end)
+                    stop = min(end, train_end.get(name, 0))
+                    if start < stop:
+                        # Prefix the previous block's tail so that no transition is lost at block edges.
+                        context_start = max(0, start - markov_order)
+                        head = self.read(name, context_start, start) if context_start < start else ids[:0]
+                        model.update(self.base_codes(np.concatenate([head, ids[: stop - start]])))
+                    bar.update(end - start)
         return model
 
     def markov_nll(self, model: MarkovModel, windows: list[Region]) -> tuple[float, int]:

@@ -212,30 +212,29 @@ def gain_curve(
     tokens = np.zeros((len(names), len(sizes)))
     prompt_tokens = np.full((len(names), len(sizes)), np.nan)
     n_held = []
-    bar = tqdm(total=len(names) * draws, desc="context gain", unit="draw", disable=not progress)
-    for f, name in enumerate(names):
-        members = list(sets[name])
-        held, pool = split_members(name, len(members), held_out, seed)
-        n_held.append(len(held))
-        fits = [j for j, k in enumerate(sizes) if k <= len(pool)]
-        if not len(held) or not fits:
-            bar.update(draws)
-            continue
-        targets = [members[i] for i in held]
-        rng = np.random.default_rng([seed, 1, *name.encode()])
-        total, lengths = np.zeros(len(fits)), np.zeros(len(fits))
-        for _ in range(draws):
-            order = rng.permutation(pool)
-            scores, used = nll_by_context_size(
-                model, [members[i] for i in order], targets, [sizes[j] for j in fits]
-            )
-            total += scores.sum(axis=1)
-            lengths += used
-            bar.update(1)
-        nll[f, fits] = total
-        tokens[f, fits] = draws * sum(len(t) for t in targets)
-        prompt_tokens[f, fits] = lengths / draws
-    bar.close()
+    with tqdm(total=len(names) * draws, desc="context gain", unit="draw", disable=not progress) as bar:
+        for f, name in enumerate(names):
+            members = list(sets[name])
+            held, pool = split_members(name, len(members), held_out, seed)
+            n_held.append(len(held))
+            fits = [j for j, k in enumerate(sizes) if k <= len(pool)]
+            if not len(held) or not fits:
+                bar.update(draws)
+                continue
+            targets = [members[i] for i in held]
+            rng = np.random.default_rng([seed, 1, *name.encode()])
+            total, lengths = np.zeros(len(fits)), np.zeros(len(fits))
+            for _ in range(draws):
+                order = rng.permutation(pool)
+                scores, used = nll_by_context_size(
+                    model, [members[i] for i in order], targets, [sizes[j] for j in fits]
+                )
+                total += scores.sum(axis=1)
+                lengths += used
+                bar.update(1)
+            nll[f, fits] = total
+            tokens[f, fits] = draws * sum(len(t) for t in targets)
+            prompt_tokens[f, fits] = lengths / draws
     return GainCurve(sizes, names, nll, tokens, prompt_tokens, n_held, draws)
 
 

@@ -43,29 +43,30 @@ def causal_log_likelihoods(
     tok = model.tokenizer
     out = np.zeros(len(sequences))
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    bar = tqdm(total=len(sequences), unit="seq", desc="scoring", disable=not progress)
-    start = 0
-    while start < len(order):
-        width = len(sequences[order[start]]) + 2
-        stop = start + 1
-        while stop < len(order) and (stop - start + 1) * (len(sequences[order[stop]]) + 2) <= batch_tokens:
-            stop += 1
-        rows = order[start:stop]
-        width = max(len(sequences[i]) for i in rows) + 2
-        ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
-        for r, i in enumerate(rows):
-            seq = np.concatenate([[tok.bos_id], sequences[i], [tok.eos_id]]).astype(np.int64)
-            ids[r, : len(seq)] = torch.from_numpy(seq)
-        # Right padding cannot change the earlier positions of a causal model; it is masked below.
-        logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)[:, :-1]
-        targets = ids[:, 1:].to(device)
-        picked = logp.gather(-1, targets[..., None])[..., 0]
-        lengths = torch.tensor([len(sequences[i]) + 1 for i in rows], device=device)
-        keep = torch.arange(width - 1, device=device)[None] < lengths[:, None]
-        out[rows] = (picked * keep).sum(dim=1).cpu().numpy()
-        bar.update(len(rows))
-        start = stop
-    bar.close()
+    with tqdm(total=len(sequences), unit="seq", desc="scoring", disable=not progress) as bar:
+        start = 0
+        while start < len(order):
+            width = len(sequences[order[start]]) + 2
+            stop = start + 1
+            while (
+                stop < len(order) and (stop - start + 1) * (len(sequences[order[stop]]) + 2) <= batch_tokens
+            ):
+                stop += 1
+            rows = order[start:stop]
+            width = max(len(sequences[i]) for i in rows) + 2
+            ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
+            for r, i in enumerate(rows):
+                seq = np.concatenate([[tok.bos_id], sequences[i], [tok.eos_id]]).astype(np.int64)
+                ids[r, : len(seq)] = torch.from_numpy(seq)
+            # Right padding cannot change the earlier positions of a causal model; it is masked below.
+            logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)[:, :-1]
+            targets = ids[:, 1:].to(device)
+            picked = logp.gather(-1, targets[..., None])[..., 0]
+            lengths = torch.tensor([len(sequences[i]) + 1 for i in rows], device=device)
+            keep = torch.arange(width - 1, device=device)[None] < lengths[:, None]
+            out[rows] = (picked * keep).sum(dim=1).cpu().numpy()
+            bar.update(len(rows))
+            start = stop
     return out
 
 
@@ -81,17 +82,16 @@ def masked_log_probs(
     tok = model.tokenizer
     base = torch.from_numpy(np.concatenate([[tok.bos_id], wild_type]).astype(np.int64))
     out = {}
-    bar = tqdm(total=len(positions), unit="pos", desc="masked marginals", disable=not progress)
-    for start in range(0, len(positions), batch_rows):
-        chunk = positions[start : start + batch_rows]
-        ids = base.repeat(len(chunk), 1)
-        for r, pos in enumerate(chunk):
-            ids[r, pos] = tok.mask_id  # position pos sits at index pos after <bos>
-        logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)
-        for r, pos in enumerate(chunk):
-            out[pos] = logp[r, pos].cpu().numpy()
-        bar.update(len(chunk))
-    bar.close()
+    with tqdm(total=len(positions), unit="pos", desc="masked marginals", disable=not progress) as bar:
+        for start in range(0, len(positions), batch_rows):
+            chunk = positions[start : start + batch_rows]
+            ids = base.repeat(len(chunk), 1)
+            for r, pos in enumerate(chunk):
+                ids[r, pos] = tok.mask_id  # position pos sits at index pos after <bos>
+            logp = torch.log_softmax(model(ids.to(device)).logits.double(), dim=-1)
+            for r, pos in enumerate(chunk):
+                out[pos] = logp[r, pos].cpu().numpy()
+            bar.update(len(chunk))
     return out
 
 

@@ -274,20 +274,21 @@ def score_scan_in_context(
     ]
     positions = mutated_positions(scan)
     rows, members, tokens = [], [], []
-    bar = tqdm(total=options.replicates, unit="context", desc="in-context scoring", disable=not progress)
-    for r in range(options.replicates):
-        context = draw_context(homologs, options, r)
-        state, logits, length = prefill(model, context, options.prefill_tokens)
-        if options.score == "causal":
-            ll = causal_member_log_likelihoods(model, state, logits, [wt, *variants])
-            rows.append(ll[1:] - ll[0])
-        else:
-            logp = fim_log_probs(model, state, wt, positions)
-            rows.append(marginal_scores(model, scan, logp))
-        members.append(len(context))
-        tokens.append(length)
-        bar.update(1)
-    bar.close()
+    with tqdm(
+        total=options.replicates, unit="context", desc="in-context scoring", disable=not progress
+    ) as bar:
+        for r in range(options.replicates):
+            context = draw_context(homologs, options, r)
+            state, logits, length = prefill(model, context, options.prefill_tokens)
+            if options.score == "causal":
+                ll = causal_member_log_likelihoods(model, state, logits, [wt, *variants])
+                rows.append(ll[1:] - ll[0])
+            else:
+                logp = fim_log_probs(model, state, wt, positions)
+                rows.append(marginal_scores(model, scan, logp))
+            members.append(len(context))
+            tokens.append(length)
+            bar.update(1)
     replicates = np.stack(rows)
     what = (
         "log-likelihood ratio after the context (causal)"
