@@ -37,6 +37,7 @@ from tests.robustness.cli_harness import (
     TINY_TRAIN,
     assert_clean_error,
     assert_success,
+    assert_unchanged,
     command,
     run_biolm,
     snapshot,
@@ -85,11 +86,6 @@ def _old_outputs(directory: Path, name: str, suffixes=(".manifest.tsv", ".ids.tx
 
 def _temporaries(root: Path) -> list[Path]:
     return [p for p in Path(root).rglob("*") if is_temporary(p)]
-
-
-def _assert_untouched(directory: Path, before: dict) -> None:
-    after = snapshot(directory)
-    assert after == before, f"before {sorted(before)}, after {sorted(after)}"
 
 
 class _Started:
@@ -187,7 +183,7 @@ def test_sigterm_during_embed_is_a_clean_stop(model_dirs, big_fasta, tmp_path, e
     run.proc.send_signal(signal.SIGTERM)
     proc = run.finish()
     assert_clean_error(proc, "stopped by SIGTERM", code=SIGTERM_EXIT)
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 def test_sigkill_during_embed_leaves_nothing(model_dirs, big_fasta, tmp_path):
@@ -206,7 +202,7 @@ def test_sigkill_during_embed_leaves_nothing(model_dirs, big_fasta, tmp_path):
     run.wait_for("embedding:")
     run.proc.send_signal(signal.SIGKILL)
     assert run.finish().returncode == -signal.SIGKILL
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -222,7 +218,7 @@ def test_signal_during_generate(model_dirs, tmp_path, sig):
         assert_clean_error(proc, "stopped by SIGTERM", code=SIGTERM_EXIT)
     else:
         assert proc.returncode == -signal.SIGKILL
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 # `biolm ARGV...` that SIGKILLs itself when it opens, for writing, a temporary file whose name starts
@@ -275,7 +271,7 @@ def test_full_disk_while_writing_embeddings(model_dirs, small_fasta, tmp_path, e
         preexec_fn=_file_size_limit(1000), env=_env(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert_clean_error(proc, str(out_dir / f"emb{ext}"), "cannot write", "file too large")
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 def test_full_disk_at_the_manifest_keeps_the_whole_old_set(model_dirs, tmp_path):
@@ -288,7 +284,7 @@ def test_full_disk_at_the_manifest_keeps_the_whole_old_set(model_dirs, tmp_path)
         preexec_fn=_file_size_limit(4000), env=_env(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert_clean_error(proc, str(out_dir / "emb.manifest.tsv"), "file too large")
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 def test_no_space_left_on_a_real_disk(model_dirs, tmp_path, tmpfs):
@@ -301,7 +297,7 @@ def test_no_space_left_on_a_real_disk(model_dirs, tmp_path, tmpfs):
         env=_env(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert_clean_error(proc, str(out_dir / "emb.npy"), "no space left on device")
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 def test_full_disk_while_writing_generated_samples(model_dirs, tmp_path):
@@ -312,7 +308,7 @@ def test_full_disk_while_writing_generated_samples(model_dirs, tmp_path):
         "--no-progress", preexec_fn=_file_size_limit(1000), env=_env(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert_clean_error(proc, str(out_dir / "samples.fa"), "file too large")
-    _assert_untouched(out_dir, before)
+    assert_unchanged(out_dir, before)
 
 
 def test_full_disk_while_writing_an_eval_report(model_dirs, tmp_path):
@@ -327,7 +323,7 @@ def test_full_disk_while_writing_an_eval_report(model_dirs, tmp_path):
         preexec_fn=_file_size_limit(1000), env=_env(tmp_path), timeout=TIMEOUT,
     )  # fmt: skip
     assert_clean_error(proc, str(out), "file too large")
-    _assert_untouched(out.parent, before)
+    assert_unchanged(out.parent, before)
 
 
 def _train(tmp_path: Path, run_root: Path, name: str = "t", **kwargs):
@@ -348,7 +344,7 @@ def test_full_disk_while_writing_a_checkpoint(tmp_path):
     proc = _train(tmp_path, run_root, preexec_fn=_file_size_limit(20_000))
     line = assert_clean_error(proc, str(run_root / "t-2" / "checkpoints"), ".ckpt", "file too large")
     assert "on_exception" not in line  # the first write that failed, not the one after it
-    _assert_untouched(earlier, before)
+    assert_unchanged(earlier, before)
     run_dir = run_root / "t-2"
     assert not _temporaries(run_dir)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "t"
