@@ -203,3 +203,36 @@ def test_info_lists_each_kernel_op_with_its_backend(capsys):
     out = capsys.readouterr().out
     lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
     assert ["mlstm", "torch", "auto:", "no", "CUDA", "(device", "is", "cpu)"] in lines
+
+
+def test_info_describes_a_model_directory(tmp_path, capsys):
+    from biolm.models import DNA_COMPLEMENT
+    from biolm.models.io import save
+    from tests.inference.helpers import tiny_model, tokenizer_of
+
+    causal = tiny_model(tokenizer_of("protein"))
+    masked = tiny_model(
+        tokenizer_of("dna"), bidirectional=True, rc_equivariant=True, complement=DNA_COMPLEMENT
+    )
+    for name, model in [("causal", causal), ("masked", masked)]:
+        save(model, model.tokenizer, tmp_path / name)
+    assert main(["info", str(tmp_path / "causal")]) == 0
+    section = capsys.readouterr().out.split("\nmodel ")[-1].splitlines()[1:]
+    rows = dict(line.split(None, 1) for line in section)
+    assert rows["domain"] == "protein (31 tokens)"
+    assert rows["blocks"] == "2 of pattern 'm', d_model 32, 2 heads"
+    assert rows["parameters"] == f"{causal.num_parameters():,}"
+    assert rows["use"] == "causal: embed, score, generate"
+    assert main(["info", str(tmp_path / "masked")]) == 0
+    assert (
+        "use         bidirectional and RC-equivariant: embed and score; cannot generate"
+        in capsys.readouterr().out
+    )
+    # A damaged directory is the one-line error embed and generate give.
+    (tmp_path / "causal" / "model.safetensors").unlink()
+    assert main(["info", str(tmp_path / "causal")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("model.safetensors: missing; the model directory is incomplete")
+    )
