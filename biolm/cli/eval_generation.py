@@ -125,7 +125,7 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
 
 def run_generation(args: argparse.Namespace) -> int:
     from biolm.errors import InputError
-    from biolm.inference.pipeline import check_sampling
+    from biolm.inference.arguments import check_sampling
     from biolm.models.io import load
 
     for name in (

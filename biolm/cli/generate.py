@@ -91,40 +91,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run, argument_flags={"n": "--num"})
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    import math
-
-    from biolm.errors import InputError
-
-    problems = []
-    if args.num < 1:
-        problems.append(f"--num must be at least 1, got {args.num}")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        problems.append(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    if args.batch_size < 1:
-        problems.append(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0 <= args.temperature < math.inf:
-        problems.append(
-            f"--temperature must be 0 (greedy) or a positive finite number, got {args.temperature}"
-        )
-    if args.top_k is not None and args.top_k < 1:
-        problems.append(f"--top-k must be at least 1, got {args.top_k}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        problems.append(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.min_p is not None and not 0 <= args.min_p <= 1:
-        problems.append(f"--min-p must be in [0, 1], got {args.min_p}")
-    if args.seed < 0:
-        problems.append(f"--seed must be at least 0, got {args.seed}")
-    if args.infill is not None and (args.context is not None or args.prompt):
-        problems.append("--infill cannot be combined with --context or --prompt")
-    if args.context is None and (args.token_budget is not None or args.column is not None):
-        problems.append("--token-budget and --column apply to --context")
-    if problems:
-        raise InputError(problems[0])
-
-
 def run(args: argparse.Namespace) -> int:
-    _check_args(args)  # before torch is imported: a bad flag is refused at once
+    from biolm.inference.arguments import check_generate_arguments
+
+    # Before torch is imported: a bad flag is refused at once. Errors name the flags (biolm.cli.main).
+    check_generate_arguments(
+        args.num, args.max_new_tokens, args.batch_size, args.temperature, args.top_k, args.top_p,
+        args.min_p, args.seed, args.prompt, args.context, args.infill, args.token_budget, args.column,
+    )  # fmt: skip
     from biolm.inference.pipeline import generate, write_samples
     from biolm.models.io import load
 

@@ -9,7 +9,6 @@ and cleans them (`biolm.inference.postprocess`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from biolm.errors import ArgumentError
+from biolm.inference.arguments import check_generate_arguments
 from biolm.models import BioLM
 
 DEFAULT_MAX_NEW_TOKENS = {"dna": 200, "protein": 1024, "smiles": 256}
@@ -112,11 +112,10 @@ def generate(
         InputError: a model that cannot generate (bidirectional / RC-equivariant), an unreadable
             context file, a bad infill template.
     """
-    _check_arguments(
-        n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill
-    )
-    if context is None and (token_budget is not None or column is not None):
-        raise ArgumentError("{token_budget} and {column} apply to context", "token_budget", "column")
+    check_generate_arguments(
+        n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill,
+        token_budget, column,
+    )  # fmt: skip
     from biolm.inference.generate import check_can_generate
 
     if not isinstance(model, BioLM):
@@ -245,38 +244,3 @@ def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column
     ids = np.concatenate([found.ids, prompt_text])
     positions = np.concatenate([found.position_ids, found.next_position + np.arange(len(prompt_text))])
     return ids, positions, found
-
-
-def _check_arguments(
-    n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill
-):
-    """Raise an `ArgumentError` for the first bad argument, in the order the CLI checks its flags."""
-    if n < 1:
-        raise ArgumentError(f"{{n}} must be at least 1, got {n}", "n")
-    if max_new_tokens is not None and max_new_tokens < 1:
-        raise ArgumentError(f"{{max_new_tokens}} must be at least 1, got {max_new_tokens}", "max_new_tokens")
-    if batch_size < 1:
-        raise ArgumentError(f"{{batch_size}} must be at least 1, got {batch_size}", "batch_size")
-    check_sampling(temperature, top_k, top_p, min_p, seed)
-    if infill is not None and (context is not None or prompt):
-        raise ArgumentError("{infill} cannot be combined with context or prompt", "infill")
-
-
-def check_sampling(
-    temperature: float, top_k: int | None, top_p: float | None, min_p: float | None, seed: int
-):
-    """Raise an `ArgumentError` for the first bad sampling setting (every caller of the sampler checks
-    them the same way, before a model is loaded)."""
-    if not 0 <= temperature < math.inf:  # NaN and infinity would make every probability NaN
-        raise ArgumentError(
-            f"{{temperature}} must be 0 (greedy) or a positive finite number, got {temperature}",
-            "temperature",
-        )
-    if top_k is not None and top_k < 1:
-        raise ArgumentError(f"{{top_k}} must be at least 1, got {top_k}", "top_k")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ArgumentError(f"{{top_p}} must be in (0, 1], got {top_p}", "top_p")
-    if min_p is not None and not 0 <= min_p <= 1:
-        raise ArgumentError(f"{{min_p}} must be in [0, 1], got {min_p}", "min_p")
-    if seed < 0:  # numpy's generators take non-negative seeds only
-        raise ArgumentError(f"{{seed}} must be at least 0, got {seed}", "seed")

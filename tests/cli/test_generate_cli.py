@@ -3,6 +3,9 @@ infilling, and one-line errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -138,3 +141,15 @@ def test_errors_are_one_line(models, tmp_path, capsys, model, extra, message):
     for path in named:  # a context file's error names the file
         assert str(path) in err
     assert not out.exists()
+
+
+def test_a_bad_flag_is_refused_before_torch_is_imported(tmp_path):
+    # The checks live in biolm.inference.arguments (no torch), shared with biolm.generate.
+    script = (
+        "import sys; from biolm.cli.main import main; "
+        f"code = main(['generate', {str(tmp_path)!r}, '-o', 'x.fa', '--top-p', '0']); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+    assert "--top-p must be in (0, 1], got 0.0" in proc.stderr
