@@ -306,3 +306,58 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         if full is not None:
             raise full from err
         raise
+
+
+def _kind_of(mode: int) -> str:
+    """What a file that is not a regular file is, for messages."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None) -> Path:
+    """`path` checked to be a regular file (links followed) of at most `max_bytes` bytes: for the files
+    of a model directory and checkpoints, which are read whole or by random access, so that a FIFO would
+    hang the reader and a device (`/dev/zero`) or a huge file would fill the memory.
+
+    Args:
+        what: what the file is, for messages ("tokenizer", "checkpoint").
+
+    Raises:
+        InputError: missing, not a regular file, or larger than `max_bytes`, in one line naming it.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        missing = "a link to a missing file" if path.is_symlink() else "missing"
+        reason = missing if err.errno == errno.ENOENT else (err.strerror or str(err))
+        raise InputError(f"{path}: cannot read the {what} ({reason})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: the {what} is {_kind_of(info.st_mode)}, not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise InputError(
+            f"{path}: the {what} is {info.st_size:,} bytes, more than the {max_bytes:,} such a file may have"
+        )
+    return path
+
+
+def read_bounded(path: str | os.PathLike, what: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path` (`regular_file`), read only up to `max_bytes` (+1, so that a
+    file that grew after the check is still refused rather than cut short)."""
+    path = regular_file(path, what, max_bytes)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{path}: the {what} is more than the {max_bytes:,} bytes such a file may have")
+    return data
