@@ -40,9 +40,16 @@ def run(args: argparse.Namespace) -> int:
 
     import biolm.kernels  # noqa: F401  (importing registers every op)
     from biolm import __version__
+    from biolm.errors import ArgumentError
     from biolm.kernels.registry import backend_report
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgumentError(
+            f"{{device}}: {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
+        ) from None
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     rows = [
         ("biolm", __version__),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 # Kept literal (not imported from biolm.tasks.domains) so that `biolm --help` does not import torch.
@@ -57,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
     from biolm.configs import load_config, packaged_config, to_train_config
     from biolm.errors import InputError
 
+    # Only a missing file is told here: anything else there (a directory, a FIFO, /dev/zero) is named by
+    # the config reader, which reads only regular files of bounded size.
     if args.resume is not None:
         if args.config is not None:
             raise InputError("--resume takes the config saved in the run directory; drop --config")
         config_path = args.resume / "config.yaml"
-        if not config_path.is_file():
+        if not os.path.lexists(config_path):
             raise InputError(f"{args.resume}: not a run directory (no config.yaml)")
     else:
         config_path = args.config or packaged_config(args.domain)
-        if not Path(config_path).is_file():
+        if not os.path.lexists(config_path):
             raise InputError(f"{config_path}: config file not found")
     config = load_config(config_path, args.overrides)
     to_train_config(config)  # every value checked before Lightning is imported (seconds)

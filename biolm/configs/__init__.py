@@ -1,16 +1,17 @@
-"""Packaged YAML configs and their loading: schema check, `key=value` overrides, one-line errors."""
+"""Packaged YAML configs and their loading: schema check, `key=value` overrides, interpolations resolved
+once, one-line errors."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from biolm.configs.schema import TrainConfig
-from biolm.errors import ConfigError
+from biolm.errors import ConfigError, InputError
+from biolm.io.yaml_files import first_interpolation, read_yaml
 
 CONFIG_DIR = Path(__file__).parent
 
@@ -33,21 +34,13 @@ def _describe(err: OmegaConfBaseException, source: str) -> str:
 
 
 def _read_yaml(path: str | os.PathLike) -> DictConfig:
-    """The YAML mapping in `path`; anything else (unreadable, not UTF-8, a YAML syntax error, a list or
-    a scalar) is a one-line ConfigError naming the file (and the line, for a syntax error)."""
+    """The YAML mapping in `path`, read by the one YAML reader (a regular file of bounded size, no
+    duplicate keys, no alias bomb); anything else (unreadable, not UTF-8, a YAML syntax error, a list or
+    a scalar) is a one-line ConfigError naming the file (and the key and line where there is one)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text (UTF-8) file, so not a YAML config") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
+        data = read_yaml(path, "config")
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     if data is None:
         return OmegaConf.create({})
     if not isinstance(data, dict):
@@ -55,22 +48,45 @@ def _read_yaml(path: str | os.PathLike) -> DictConfig:
             f"{path}: a config is a mapping of sections and keys (e.g. 'trainer:' with 'max_steps: 100'), "
             f"not a {type(data).__name__}"
         )
-    # OmegaConf reads the text itself (its YAML loader differs from PyYAML's in a few details).
-    return OmegaConf.create(text)
+    # The reader types scalars as OmegaConf's own loader does (1e-3 is a float).
+    return OmegaConf.create(data)
+
+
+def _check_resolves(config: DictConfig, source: str) -> None:
+    """Every interpolation of `config` resolves, to a value of its key's type, and leaves no `${` behind:
+    checked after each source is merged, so that an error names the file or override that brought it.
+
+    A value that is still `${...}` once resolved (`\\${x}`, OmegaConf's escape) would become a real
+    interpolation when the run's saved config.yaml is read back by `--resume`.
+    """
+    try:
+        values = OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, source)) from None
+    found = first_interpolation(values)
+    if found is not None:
+        key, value = found
+        raise ConfigError(
+            f"{source}: key '{key}' is {value!r} once interpolations are resolved; a config value cannot "
+            "hold '${' (the run's saved config would read it as an interpolation)"
+        )
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> DictConfig:
-    """Read a YAML config, check it against `TrainConfig`, and apply `key=value` overrides.
+    """Read a YAML config, check it against `TrainConfig`, apply `key=value` overrides, and resolve its
+    interpolations (`${other.key}`, `${oc.env:VAR}`), so that the config a run saves holds plain values.
 
     Raises:
-        ConfigError: an unreadable or malformed file, an unknown key, a value of the wrong type, or an
-            override without `=`; one line naming the file (or override) and the key.
+        ConfigError: an unreadable or malformed file, an unknown key, a value of the wrong type, an
+            interpolation that does not resolve, or an override without `=`; one line naming the file
+            (or override) and the key.
     """
     schema = OmegaConf.structured(TrainConfig)
     try:
         config = OmegaConf.merge(schema, _read_yaml(path))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, str(path))) from None
+    _check_resolves(config, str(path))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -78,9 +94,22 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             config.merge_with(OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as err:
             raise ConfigError(_describe(err, f"override {item!r}")) from None
+        _check_resolves(config, f"override {item!r}")
+    try:
+        OmegaConf.resolve(config)
+    except OmegaConfBaseException as err:  # checked above; kept one line all the same
+        raise ConfigError(_describe(err, str(path))) from None
     return config
 
 
 def to_train_config(config: DictConfig) -> TrainConfig:
-    """The typed dataclass form; runs each dataclass's own validation (e.g. `ModelConfig`)."""
-    return OmegaConf.to_object(config)
+    """The typed dataclass form; runs each dataclass's own validation (e.g. `ModelConfig`).
+
+    Raises:
+        ConfigError: a value its dataclass refuses, or one OmegaConf cannot convert or resolve (a config
+            not made by `load_config`); one line naming the key.
+    """
+    try:
+        return OmegaConf.to_object(config)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, "config")) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from biolm.errors import ConfigError
@@ -20,6 +21,13 @@ _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
 _COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
+# Floats every norm and gate is computed in (bfloat16 has the same range): an epsilon or a cap outside
+# [_FLOAT32_TINY, _FLOAT32_MAX] becomes 0 or inf there, and the norm of a constant row (x / sqrt(0 + 0)),
+# or every capped gate (inf * tanh(x / inf) = inf * 0), NaN.
+_FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+_FLOAT32_MAX = 3.4028234663852886e38
+# Width factors: a NaN or infinite one has no width (int(round(nan * d_model)) fails deep in a block).
+_FACTORS = ("ffn_factor", "proj_factor", "qk_dim_factor", "v_dim_factor")
 # Complement of each id of the DNA tokenizer: specials 0-5 and N (10) map to themselves, A C G T = 6..9.
 DNA_COMPLEMENT = [0, 1, 2, 3, 4, 5, 9, 8, 7, 6, 10]
 
@@ -89,21 +97,27 @@ class ModelConfig:
         for name in _COUNTS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
-        if self.ffn_factor <= 0:
-            raise ConfigError(f"model.ffn_factor must be positive, got {self.ffn_factor}")
-        if self.proj_factor <= 0:
-            raise ConfigError(f"model.proj_factor must be positive, got {self.proj_factor}")
+        for name in _FACTORS:
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"model.{name} must be a positive finite number, got {getattr(self, name)}")
+        if not _FLOAT32_TINY <= self.norm_eps <= _FLOAT32_MAX:
+            # -1 or 0 make every output NaN (the all-NaN embeddings and NNNN samples of a model whose
+            # config.yaml said norm_eps: -1.0); NaN fails this test too.
+            raise ConfigError(
+                f"model.norm_eps must be a positive number float32 can hold ({_FLOAT32_TINY:.2g} to "
+                f"{_FLOAT32_MAX:.2g}), got {self.norm_eps}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if self.backend not in KERNEL_BACKENDS:
             raise ConfigError(
                 f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
             )
-        for name in ("qk_dim_factor", "v_dim_factor"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.gate_soft_cap < 0:
-            raise ConfigError(f"model.gate_soft_cap must be >= 0 (0: no cap), got {self.gate_soft_cap}")
+        if self.gate_soft_cap != 0 and not _FLOAT32_TINY <= self.gate_soft_cap <= _FLOAT32_MAX:
+            raise ConfigError(
+                f"model.gate_soft_cap must be 0 (no cap) or a positive number float32 can hold "
+                f"({_FLOAT32_TINY:.2g} to {_FLOAT32_MAX:.2g}), got {self.gate_soft_cap}"
+            )
         # block_types() validates the pattern here, before any weights exist.
         if set(self.block_types()) & _SPLIT_D_MODEL and self.d_model % (2 * self.num_heads):
             # s, a and t split d_model itself into heads, and RoPE rotates pairs of head channels.

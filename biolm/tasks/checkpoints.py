@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from biolm.errors import ConfigError, DiskFullError, InputError
-from biolm.io.files import TEMP_MARK, atomic_file, output_stream
+from biolm.io.files import TEMP_MARK, atomic_file, output_stream, regular_file
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,25 @@ log = logging.getLogger(__name__)
 # process-wide). A tiny run of every domain and objective needs none (tests/tasks/
 # test_checkpoint_safety.py checks it); state of our own is stored plain rather than added here.
 SAFE_GLOBALS: tuple = ()
+
+
+class NotACheckpointFileError(InputError):
+    """A checkpoint path that is not a regular file: a FIFO would hang the reader, a device (/dev/zero)
+    fill the memory, a link lead nowhere. Killed writes never leave one, so `resume_checkpoint` refuses
+    the run directory rather than skip it for an older checkpoint."""
+
+
+def checkpoint_file(path) -> Path:
+    """`path` checked to be a regular file (links followed); no size bound, as checkpoints are
+    legitimately large and are read by random access (zip members, memory-mapped tensors).
+
+    Raises:
+        NotACheckpointFileError: missing, a link to nothing, a directory, FIFO, device or socket.
+    """
+    try:
+        return regular_file(path, "checkpoint")
+    except InputError as err:
+        raise NotACheckpointFileError(str(err)) from None
 
 
 class UnsafeCheckpointError(InputError):
@@ -111,6 +130,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
         self, path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict:
         location = map_location or (lambda storage, loc: storage)
+        if "://" not in str(path):  # remote storage has no FIFOs or devices
+            checkpoint_file(path)
         try:
             with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
                 return super().load_checkpoint(path, map_location=location, weights_only=True)
@@ -204,8 +225,10 @@ def check_checkpoint(path: Path, model_config: dict | None = None) -> int:
 
     Raises:
         InputError: a truncated, corrupt or foreign file, in one line naming it.
+        NotACheckpointFileError: not a regular file (a FIFO, a device, a link to nothing).
         UnsafeCheckpointError: an intact archive whose pickle asks for more than tensors and plain types.
     """
+    checkpoint_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
             broken = archive.testzip()
@@ -239,16 +262,18 @@ def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bo
 
     Newer checkpoints that are truncated or corrupt are skipped with a warning naming them; stale
     temporary files of a killed write are removed (if `clean`: by one process of a distributed run).
-    A checkpoint whose pickle could run code is not skipped: the run directory is not resumed from.
+    A checkpoint whose pickle could run code, or one that is not a regular file (a FIFO, /dev/zero, a
+    link to nothing: no killed write leaves one), is not skipped: the run directory is not resumed from.
 
     Raises:
         InputError: no checkpoint, or none that is good (one line naming the newest bad one).
+        NotACheckpointFileError: a checkpoint tried is not a regular file.
         UnsafeCheckpointError: a checkpoint asks for more than tensors and plain types.
     """
     directory = run_dir / "checkpoints"
     for stale in directory.glob(f".*.ckpt{TEMP_MARK}*") if clean else ():
         stale.unlink(missing_ok=True)
-    newest_first = sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    newest_first = sorted(directory.glob("*.ckpt"), key=_modified, reverse=True)
     # Written at the end of a training step (or on an exception): Lightning resumes these exactly.
     exact = [p for p in newest_first if p.name.startswith(("last", "on_exception"))]
     # Written after a validation: a fallback only, as Lightning restarts them one step off.
@@ -259,7 +284,7 @@ def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bo
     for path in exact + fallback:
         try:
             check_checkpoint(path, model_config)
-        except UnsafeCheckpointError:
+        except (UnsafeCheckpointError, NotACheckpointFileError):
             raise
         except InputError as err:
             errors.append(err)
@@ -275,3 +300,11 @@ def resume_checkpoint(run_dir: Path, model_config: dict | None = None, clean: bo
         return path
     more = f" (and {len(errors) - 1} older checkpoint(s) as bad)" if len(errors) > 1 else ""
     raise InputError(f"no good checkpoint to resume from: {errors[0]}{more}")
+
+
+def _modified(path: Path) -> float:
+    """When `path` (or, for a link to nothing, the link itself) was last modified."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return path.lstat().st_mtime

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from biolm.errors import InputError
+from biolm.io.files import read_bounded
 from biolm.tokenizers.base import (
     BOS_ID,
     EOS_ID,
@@ -31,6 +31,11 @@ from biolm.tokenizers.dna import DNATokenizer
 from biolm.tokenizers.protein import ProteinTokenizer
 from biolm.tokenizers.smiles import SmilesTokenizer, tokenize_smiles
 
+# A tokenizer file is a few kilobytes (the largest vocabulary, SMILES, has a few hundred tokens). It is
+# read whole, so it is bounded: 64 MiB is room for any vocabulary, and keeps /dev/zero or a huge file out
+# of memory.
+MAX_TOKENIZER_BYTES = 64 << 20
+
 TOKENIZER_CLASSES: dict[str, type[Tokenizer]] = {
     "dna": DNATokenizer,
     "protein": ProteinTokenizer,
@@ -42,6 +47,7 @@ __all__ = [
     "EOS_ID",
     "FORMAT_VERSION",
     "MASK_ID",
+    "MAX_TOKENIZER_BYTES",
     "PAD_ID",
     "SEP_ID",
     "SPECIAL_TOKENS",
@@ -103,14 +109,12 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     Raises:
         TokenizerFormatError: If the file is not UTF-8 JSON or not a supported tokenizer file; the
             message names the file.
-        InputError: If the file cannot be read (missing, a directory, no permission).
+        InputError: If the file cannot be read (missing, a directory, no permission), is not a regular
+            file (a FIFO would hang the reader, a device such as /dev/zero fill the memory) or is larger
+            than ``MAX_TOKENIZER_BYTES``.
     """
     source = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise InputError(f"{source}: cannot read the tokenizer ({e.strerror or e})") from None
+    raw = read_bounded(path, "tokenizer", MAX_TOKENIZER_BYTES)
     try:
         d = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
