@@ -3,7 +3,9 @@
 Files are read by `biolm.io.smiles` (formats there). Every molecule is parsed by RDKit and kept as its
 canonical SMILES, with the line it came from, so that later messages can name it. A line RDKit cannot
 parse is skipped and counted; each file that had any gets one warning (`ChemDataWarning`) with the
-count and the first few lines.
+count and the first few lines. A SMILES too large for RDKit (`biolm.io.smiles.smiles_too_large`: over
+`BIOLM_MAX_SMILES_ATOMS` atoms, 1,000 by default) is never given to RDKit; it is skipped and counted
+the same way, in a warning of its own that names the bound and how to raise it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from biolm.errors import InputError
 from biolm.io.files import input_file
 from biolm.io.smiles import (
     MOLECULE_SUFFIXES,
+    SMILES_CHARS_PER_ATOM,
     WARNED_LINES,
     ChemDataWarning,
     canonical_records,
     is_molecule_file,
+    max_smiles_atoms,
+    smiles_too_large,
+    too_large_reason,
     warn_skipped,
 )
 
@@ -68,27 +74,37 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def _no_valid_molecule(path: str | os.PathLike, total: int, too_large: int) -> InputError:
+    why = f"; {too_large:,} {too_large_reason()}" if too_large else ""
+    return InputError(f"{path}: no valid molecule ({total:,} records read{why})")
+
+
 def read_molecules(path: str | os.PathLike, smiles_column: str | None = None) -> MoleculeSet:
-    """Every valid molecule of one file, in memory; invalid SMILES are skipped with one warning for the
-    file. (Training reads files through the token cache instead: `stored_molecule_sets`.)
+    """Every valid molecule of one file, in memory; invalid SMILES and SMILES too large for RDKit are
+    skipped with one warning for the file for each reason. (Training reads files through the token
+    cache instead: `stored_molecule_sets`.)
 
     Raises:
         InputError: as `iter_smiles_records`, or a file with no valid molecule at all.
+        ConfigError: a bad `BIOLM_MAX_SMILES_ATOMS`.
     """
     path = Path(path)
     result = MoleculeSet(_stem(path), str(path))
     invalid: list[tuple[int, str]] = []
+    too_large: list[tuple[int, str]] = []
     for number, text, smiles in canonical_records(path, smiles_column):
         result.total += 1
         if smiles is None:
-            invalid.append((number, text))
+            (too_large if smiles_too_large(text) else invalid).append((number, text))
             continue
         result.smiles.append(smiles)
         result.lines.append(number)
     if invalid:
         warn_skipped(path, "invalid SMILES", invalid, result.total)
+    if too_large:
+        warn_skipped(path, too_large_reason(), too_large, result.total)
     if not result.smiles:
-        raise InputError(f"{path}: no valid molecule ({result.total} records read)")
+        raise _no_valid_molecule(path, result.total, len(too_large))
     return result
 
 
@@ -132,10 +148,13 @@ def stored_molecule_sets(
     `biolm.data.cache`) and cached on disk for a corpus of 32 MB or more, so that RDKit checks each
     file only once and no set is held in Python lists: `smiles` and `lines` of each set are views.
 
-    The warnings about invalid SMILES are given again when a cached store is reused.
+    The warnings about skipped SMILES are given again when a cached store is reused. The size bound
+    on SMILES (`BIOLM_MAX_SMILES_ATOMS`) is part of the cache key: a store read under another bound
+    is not reused.
 
     Raises:
         InputError: as `read_molecule_sets`.
+        ConfigError: a bad `BIOLM_MAX_SMILES_ATOMS`.
     """
     files = molecule_files(path)
     source = files[0] if path is None else Path(path)
@@ -144,20 +163,27 @@ def stored_molecule_sets(
         lines = array.array("q")
         sets = []
         for file in files:
-            start, total, invalid, shown = len(writer), 0, 0, []
+            start, total = len(writer), 0
+            # Skipped molecules by reason: [count, the first WARNED_LINES (line, start of the text[, size])].
+            invalid: list = [0, []]
+            too_large: list = [0, []]
             for number, text, smiles in canonical_records(file, smiles_column):
                 total += 1
                 if smiles is None:
-                    invalid += 1
-                    if len(shown) < WARNED_LINES:
-                        shown.append((number, text[:60]))
+                    size = smiles_too_large(text)
+                    skipped = too_large if size else invalid
+                    skipped[0] += 1
+                    if len(skipped[1]) < WARNED_LINES:
+                        skipped[1].append((number, text[:60], size) if size else (number, text[:60]))
                     continue
                 writer.append(smiles.encode("utf-8"))
                 lines.append(number)
-            if invalid:
-                warn_skipped(file, "invalid SMILES", shown, total, count=invalid)
+            if invalid[0]:
+                warn_skipped(file, "invalid SMILES", invalid[1], total, count=invalid[0])
+            if too_large[0]:
+                warn_skipped(file, too_large_reason(), too_large[1], total, count=too_large[0])
             if len(writer) == start:
-                raise InputError(f"{file}: no valid molecule ({total} records read)")
+                raise _no_valid_molecule(file, total, too_large[0])
             sets.append(
                 {
                     "name": _stem(file),
@@ -165,22 +191,38 @@ def stored_molecule_sets(
                     "start": start,
                     "end": len(writer),
                     "total": total,
-                    "invalid": invalid,
-                    "shown": shown,
+                    "invalid": invalid[0],
+                    "shown": invalid[1],
+                    "too_large": too_large[0],
+                    "too_large_shown": too_large[1],
                 }
             )
         return {"sets": sets}, {"lines": np.frombuffer(lines, dtype=np.int64).copy()}
 
     import rdkit
 
-    depends_on = {"smiles_column": smiles_column, "rdkit": rdkit.__version__}
+    bound = max_smiles_atoms()
+    depends_on = {
+        "smiles_column": smiles_column,
+        "rdkit": rdkit.__version__,
+        "max_smiles": [bound, bound * SMILES_CHARS_PER_ATOM],
+    }
     store = cached_store("smiles", source, files, depends_on, build, describe="the molecules (RDKit)")
     result = []
     for entry in store.meta["sets"]:
-        if store.from_cache and entry["invalid"]:  # reused: the build that warned ran in another process
-            warn_skipped(
-                entry["path"], "invalid SMILES", entry["shown"], entry["total"], count=entry["invalid"]
-            )
+        if store.from_cache:  # reused: the build that warned ran in another process
+            if entry["invalid"]:
+                warn_skipped(
+                    entry["path"], "invalid SMILES", entry["shown"], entry["total"], count=entry["invalid"]
+                )
+            if entry.get("too_large"):
+                warn_skipped(
+                    entry["path"],
+                    too_large_reason(),
+                    entry["too_large_shown"],
+                    entry["total"],
+                    count=entry["too_large"],
+                )
         index = np.arange(entry["start"], entry["end"], dtype=np.int64)
         result.append(
             MoleculeSet(

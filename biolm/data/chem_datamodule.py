@@ -17,6 +17,10 @@ before a key existed still works):
     packing           none   (new) none: one molecule per example; sets: molecules of one file packed
                              with <sep> up to seq_len, with `position_ids` restarting per molecule
 
+Molecules RDKit cannot read, and molecules too large for RDKit (over the environment variable
+`BIOLM_MAX_SMILES_ATOMS` atoms, 1,000 by default: `biolm.io.smiles`), are skipped with a warning per
+file and reason, before any of these checks.
+
 The validation split is random with a fixed seed derived from each file's name (not the run's seed,
 so runs with different seeds are scored on the same molecules), over the molecules that pass the
 checks; it is not a scaffold split, so validation molecules can share scaffolds with training ones.

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from biolm.data.chem import MoleculeSet
 from biolm.data.packing import IGNORE_INDEX
 from biolm.errors import InputError
-from biolm.io.smiles import ChemDataWarning, warn_skipped
+from biolm.io.smiles import ChemDataWarning, check_smiles_size, warn_skipped
 from biolm.tokenizers import SmilesTokenizer, TokenizationError, tokenize_smiles
 
 UNKNOWN_POLICIES = ("error", "skip", "replace")
@@ -34,7 +34,12 @@ def randomized_smiles(smiles: str, seed: int) -> str:
 
     `MolToRandomSmilesVect` takes its own seed, unlike `MolToSmiles(doRandom=True)` which draws from a
     process-wide generator; a per-call seed is what makes an example a function of its index.
+
+    Raises:
+        InputError: `smiles` is too large for RDKit (`biolm.io.smiles.check_smiles_size`; the readers
+            of molecule sets leave such molecules out, so only a caller's own SMILES can be).
     """
+    check_smiles_size(smiles, "randomized SMILES")
     from rdkit import Chem
 
     mol = Chem.MolFromSmiles(smiles)

@@ -4,7 +4,9 @@ scaffolds), Fréchet ChemNet Distance (fcd_torch) and property distributions.
 
 Fingerprints are Morgan (radius 2, 1,024 bits) as in MOSES; Tanimoto similarities are computed on
 bit matrices with matrix products, a block of rows at a time. Everything takes SMILES strings; the
-functions that compare sets take canonical SMILES of valid molecules (`canonical_valid`).
+functions that compare sets take canonical SMILES of valid molecules (`canonical_valid`). A SMILES too
+large for RDKit (`biolm.io.smiles.smiles_too_large`: over `BIOLM_MAX_SMILES_ATOMS` atoms, 1,000 by
+default) is never given to RDKit: it is not a valid molecule.
 """
 
 from __future__ import annotations
@@ -16,27 +18,26 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from biolm.errors import InputError
+from biolm.io.smiles import canonical_smiles, smiles_too_large
 
 FINGERPRINT_BITS = 1024
 _BLOCK = 2048  # rows of a similarity block: 2,048 x N float32
 
 
 def _mol(smiles: str):
+    """RDKit's molecule of `smiles`, None if it is empty, invalid or too large for RDKit."""
+    if not smiles or smiles_too_large(smiles):
+        return None
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    return Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolFromSmiles(smiles)
 
 
 def canonical_valid(smiles: Iterable[str]) -> list[str | None]:
-    """Canonical SMILES of each input, None where RDKit cannot parse it (or it is empty)."""
-    from rdkit import Chem
-
-    out = []
-    for s in smiles:
-        mol = _mol(s)
-        out.append(Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() else None)
-    return out
+    """Canonical SMILES of each input, None where RDKit cannot parse it, it is empty or it is too large
+    for RDKit (`biolm.io.smiles.canonical_smiles`, the test of `biolm generate`'s counts)."""
+    return [canonical_smiles(s) if s else None for s in smiles]
 
 
 def validity(canonical: Sequence[str | None]) -> float:

@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from biolm.errors import ArgumentError, InputError
+from biolm.io.smiles import check_smiles_size
 
 PARTS = ("train", "valid", "test")
 METHODS = ("auto", "column", "random", "scaffold", "scaffold-balanced")
@@ -35,7 +36,13 @@ def random_split(n: int, fractions: tuple[float, float, float], seed: int) -> np
 
 
 def murcko_scaffold(smiles: str) -> str:
-    """Bemis-Murcko scaffold SMILES (RDKit); acyclic molecules share the empty scaffold."""
+    """Bemis-Murcko scaffold SMILES (RDKit); acyclic molecules share the empty scaffold.
+
+    Raises:
+        InputError: `smiles` is too large for RDKit (`biolm.io.smiles.check_smiles_size`; labelled
+            tables leave such molecules out when they are read).
+    """
+    check_smiles_size(smiles, "scaffold split")
     from rdkit import rdBase
     from rdkit.Chem.Scaffolds import MurckoScaffold
 
