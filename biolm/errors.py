@@ -23,6 +23,13 @@ class DiskFullError(BiolmError):
     Not an InputError: the user's input is fine, and a reader that skips bad inputs must not skip it."""
 
 
+class OutputError(BiolmError):
+    """An output cannot go where it was asked to: it would replace an input, a directory or file that
+    biolm did not write, or a device; or the place cannot be written (`biolm.io.outputs`).
+
+    Not an InputError, for the reason DiskFullError is not one."""
+
+
 class ConfigError(BiolmError, ValueError):
     """A configuration key or value is wrong."""
 

@@ -15,7 +15,9 @@ unique with _2, _3, ...) and OUT.ids.txt (the ids alone).
 INPUT: FASTA (DNA or protein), A3M / Stockholm (gaps removed, inserts upper-cased), SMILES (.smi,
 one per line, optional name after it), CSV / TSV (a header row; the sequence or SMILES column and the
 id column are found by name, e.g. `sequence`, `smiles`, `id`, or given with --column / --id-column).
-A trailing .gz is fine. SMILES are checked with RDKit and embedded in canonical form.
+A trailing .gz is fine. SMILES are checked with RDKit and embedded in canonical form; one of more than
+1,000 atoms (or 16,000 characters) is refused before RDKit reads it, as RDKit can crash on very large
+molecules (the environment variable BIOLM_MAX_SMILES_ATOMS sets another bound).
 
 Layers are numbered as in ESM: 0 is the token embedding, i the output of block i, -1 the final
 (normalised) hidden state. With several layers, .npy holds [records, layers, d_model] (layers in the
@@ -44,7 +46,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser._negative_number_matcher = re.compile(r"^-\d+(,-?\d+)*$")
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
     parser.add_argument("input", type=Path, help="FASTA, A3M, Stockholm, SMILES, CSV or TSV file")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output .npy, .parquet, .h5 or .pt")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output .npy, .parquet, .h5 or .pt (its folder is created; it and its side files may replace "
+        "only an earlier embedding set, never an input or another file)",
+    )
     parser.add_argument(
         "--pool", choices=("mean", "last", "bos", "per-token"), default="mean", help=POOL_HELP
     )
@@ -71,10 +80,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from biolm.inference.api import embed
-    from biolm.inference.writers import output_format, write_embeddings
+    from biolm.inference.writers import check_embedding_outputs, write_embeddings
+    from biolm.io.outputs import Inputs
     from biolm.models.io import load
 
-    output_format(args.output, args.pool)  # fail before loading anything
+    # Before loading anything: OUT and its side files may not be an input, a directory, a device or
+    # another kind of file.
+    check_embedding_outputs(args.output, args.pool, Inputs.of(args.model_dir, args.input))
     layers: str | int = int(args.layers) if args.layers.strip().lstrip("-").isdigit() else args.layers
     model = load(args.model_dir, device=args.device)
     result = embed(

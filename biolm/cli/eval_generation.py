@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from biolm.cli.eval import OUT_HELP
+
 DESCRIPTION = """\
 Evaluate generation and write a report directory (report.md, PNG plots, metrics.json, the samples),
 replaced as a whole when the run completes. What is measured follows the model's kind.
@@ -53,7 +55,12 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", type=Path, help="a causal protein or SMILES model directory")
     p.add_argument("data", type=Path, nargs="*", help="family / molecule set files or directories of them")
-    p.add_argument("--out", type=Path, required=True, help="report directory to write (replaced)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help=OUT_HELP,
+    )
     p.add_argument(
         "--context-sizes",
         type=_sizes,
@@ -125,6 +132,7 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
 
 def run_generation(args: argparse.Namespace) -> int:
     from biolm.errors import InputError
+    from biolm.evaluation.report import check_report_directory
     from biolm.inference.arguments import check_sampling
     from biolm.models.io import load
 
@@ -168,6 +176,7 @@ def run_generation(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
+    check_report_directory(args.out, args.model_dir, *args.data, args.hmm_dir, args.train, args.test)
     model = load(args.model_dir, device=args.device)
     kind = getattr(model.tokenizer, "kind", None)
     if kind == "protein":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -20,10 +22,12 @@ Infilling (--infill TEXT, protein models trained with task.objective=fim): resid
 brackets, [?] for a span of any length, [n] for exactly n residues, e.g. MKT[?]LLV[5]W; each sample is
 the whole sequence with its spans filled.
 
-Output: DNA and proteins as FASTA (sample_1, sample_2, ...), molecules as SMILES, one per line.
-Proteins are cleaned (empty and repeated samples left out), molecules checked with RDKit, written in
-canonical form and de-duplicated; the counts of each stage are printed (with novelty against the
-context file when there is one). Samples depend only on --seed, not on --batch-size."""
+Output: DNA and proteins as FASTA (sample_1, sample_2, ...), molecules as SMILES, one per line; `-o -`
+writes them to standard output (the counts then go to stderr). Proteins are cleaned (empty and repeated
+samples left out), molecules checked with RDKit, written in canonical form and de-duplicated (a context
+molecule or sample of more than 1,000 atoms, or BIOLM_MAX_SMILES_ATOMS, is left out or counted invalid
+without being given to RDKit); the counts of each stage are printed (with novelty against the context
+file when there is one). Samples depend only on --seed, not on --batch-size."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +38,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model_dir", type=Path, help="a model directory, e.g. runs/dna/model")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output FASTA or SMILES file")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output FASTA or SMILES file (its folder is created; it may replace only an earlier FASTA / "
+        "SMILES file, never an input); '-' or /dev/stdout writes to standard output, a FIFO or device "
+        "is written into",
+    )
     parser.add_argument("-n", "--num", type=int, default=5, help="number of samples, at least 1 (default 5)")
     parser.add_argument(
         "--max-new-tokens",
@@ -100,9 +112,16 @@ def run(args: argparse.Namespace) -> int:
         args.min_p, args.seed, args.prompt, args.context, args.infill, args.token_budget, args.column,
     )  # fmt: skip
     from biolm.inference.pipeline import generate, write_samples
+    from biolm.io.outputs import FASTA, SMILES, Inputs, check_file_output, is_stdout
     from biolm.models.io import load
 
     model = load(args.model_dir, device=args.device)
+    # Before sampling: the output may not be an input (the model's files, --context), a directory or
+    # a file of another format.
+    kind = SMILES if model.tokenizer.kind == "smiles" else FASTA
+    check_file_output(args.output, kind, Inputs.of(args.model_dir, args.context))
+    # With the samples on standard output, what is said about them goes to stderr.
+    say = functools.partial(print, file=sys.stderr if is_stdout(args.output) else sys.stdout)
     result = generate(
         model,
         args.num,
@@ -121,18 +140,18 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if result.context is not None:
-        print(result.context.describe())
+        say(result.context.describe())
     if result.unfinished:
         total = len(result.raw) + result.unfinished
-        print(
+        say(
             f"{result.unfinished:,} of {total:,} samples did not close every span within "
             f"--max-new-tokens {result.max_new_tokens} and are left out"
         )
     if result.counts is not None:
         from biolm.inference.postprocess import format_counts
 
-        print(format_counts(result.counts))
+        say(format_counts(result.counts))
     write_samples(result, args.output)
     noun = "molecules" if result.kind == "smiles" else "sequences"
-    print(f"wrote {len(result.sequences):,} {noun} to {args.output}")
+    say(f"wrote {len(result.sequences):,} {noun} to {args.output}")
     return 0

@@ -10,9 +10,38 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.io.files import atomic_directory
+from biolm.io.outputs import DirectoryKind, Inputs, check_directory_output, output_directory
 
 Plot = Callable[[object], None]  # draws on a matplotlib Axes
+
+
+def _recognise_report(directory: Path) -> set[str] | None:
+    """The files of a report written before report directories carried biolm's output marker: report.md,
+    a metrics.json titled `biolm eval ...`, PNG plots and TSV tables, nothing else."""
+    names = {entry.name for entry in os.scandir(directory)}
+    if not {"report.md", "metrics.json"} <= names:
+        return None
+    if any(not (directory / n).is_file() or not n.endswith((".md", ".json", ".png", ".tsv")) for n in names):
+        return None
+    try:
+        title = json.loads((directory / "metrics.json").read_text(encoding="utf-8")).get("title", "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return names if isinstance(title, str) and title.startswith("biolm eval") else None
+
+
+REPORT_DIRECTORY = DirectoryKind("report directory", "report", _recognise_report)
+
+
+def check_report_directory(out_dir: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Refuse `out_dir` before any work when the report cannot be written there: it is or holds one of
+    the recipe's `inputs`, holds anything but an earlier report, or cannot be written
+    (`biolm.io.outputs.check_directory_output`).
+
+    Raises:
+        OutputError: naming `out_dir` and why.
+    """
+    return check_directory_output(out_dir, REPORT_DIRECTORY, Inputs.of(*inputs))
 
 
 def format_metric(summary: dict) -> str:
@@ -113,7 +142,7 @@ def write_report(
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    with atomic_directory(out) as staging:
+    with output_directory(out, REPORT_DIRECTORY) as staging:
         for name, draw in plots.items():
             fig, ax = plt.subplots(figsize=(5, 4))
             draw(ax)

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from biolm.errors import ArgumentError
-from biolm.evaluation.report import Plot, roc_plot, scatter_plot, write_report
+from biolm.evaluation.report import Plot, check_report_directory, roc_plot, scatter_plot, write_report
 from biolm.evaluation.splits import PARTS, make_split
 from biolm.io.labelled import LabelledData, read_labelled
 from biolm.tasks.metrics import regression_metrics, summarize
@@ -115,6 +115,7 @@ def run_probe(
     from biolm.models.io import load
 
     started = time.perf_counter()
+    check_report_directory(out_dir, model_dir, data_path)
     data, split = load_split_data(data_path, opts)
     model = load(model_dir, device=device)
     x = embed_ids(model, _tokenized(model, data), progress=progress)
@@ -167,6 +168,7 @@ def run_finetune(
     from biolm.models.io import load
 
     started = time.perf_counter()
+    check_report_directory(out_dir, model_dir, data_path)
     data, split = load_split_data(data_path, opts)
     if not np.any(split == "valid"):
         log.warning("no validation rows: early stopping and checkpoint selection use the training rows")
@@ -255,6 +257,7 @@ def run_zeroshot(
 
     started = time.perf_counter()
     baseline = baseline or BaselineOptions()
+    check_report_directory(out_dir, model_dir, scan_path, context and context.path, baseline.msa)
     if not 0 <= baseline.ensemble_weight <= 1:
         raise ArgumentError(
             f"{{ensemble_weight}} must be in [0, 1], got {baseline.ensemble_weight}", "ensemble_weight"

@@ -9,12 +9,11 @@ Each count is of the stage before it: unique valid molecules, novel unique ones.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from biolm.io.files import write_atomic
+from biolm.io.outputs import FASTA, SMILES, output_text
 
 
 def clean_molecules(
@@ -107,13 +106,6 @@ def format_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(parts)
 
 
-def _open_for_write(path: Path, target: Path):
-    # The temporary file has another suffix, so gzip is chosen from the final name.
-    if target.name.endswith(".gz"):
-        return gzip.open(path, "wt", encoding="utf-8")
-    return open(path, "w", encoding="utf-8")
-
-
 def _check_field(value: str, what: str, index: int) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} of record {index} must be a string, got {type(value).__name__}")
@@ -128,7 +120,8 @@ def write_fasta(
     """Write (header, sequence) records as FASTA, atomically (a `.gz` name is gzipped).
 
     Args:
-        path: the output file; its folder is created.
+        path: the output file; its folder is created. `-`, `/dev/stdout`, a FIFO or a device is
+            written into (`biolm.io.outputs`); an existing file is replaced only if it is FASTA.
         records: (header, sequence) pairs or a {header: sequence} dict; the header is written after
             `>` as given (an id, optionally followed by a description).
         width: residues per line; 0 (default) writes each sequence on one line.
@@ -138,6 +131,7 @@ def write_fasta(
 
     Raises:
         ValueError: an empty header, or a header or sequence with a line break.
+        OutputError: `path` is an input, a directory or a file of another format (`biolm.io.outputs`).
     """
     items = list(records.items() if isinstance(records, Mapping) else records)
     lines = []
@@ -151,13 +145,7 @@ def write_fasta(
             lines += [sequence[i : i + width] + "\n" for i in range(0, len(sequence), width)]
         else:
             lines.append(sequence + "\n")
-    target = Path(path)
-
-    def write(tmp: Path) -> None:
-        with _open_for_write(tmp, target) as handle:
-            handle.writelines(lines)
-
-    return write_atomic(target, write)
+    return _write_lines(path, FASTA, lines)
 
 
 def write_smiles(path: str | os.PathLike, smiles: Iterable[str], names: Iterable[str] | None = None) -> Path:
@@ -168,6 +156,7 @@ def write_smiles(path: str | os.PathLike, smiles: Iterable[str], names: Iterable
     Raises:
         ValueError: a SMILES that is empty or contains whitespace, a name with a line break, or names
             of another count than the SMILES.
+        OutputError: as `write_fasta`'s, for a file that is not SMILES.
     """
     smiles = list(smiles)
     names = None if names is None else list(names)
@@ -182,10 +171,10 @@ def write_smiles(path: str | os.PathLike, smiles: Iterable[str], names: Iterable
             lines.append(text + "\n")
         else:
             lines.append(f"{text}\t{_check_field(names[index - 1], 'name', index)}\n")
-    target = Path(path)
+    return _write_lines(path, SMILES, lines)
 
-    def write(tmp: Path) -> None:
-        with _open_for_write(tmp, target) as handle:
-            handle.writelines(lines)
 
-    return write_atomic(target, write)
+def _write_lines(path: str | os.PathLike, kind, lines: list[str]) -> Path:
+    with output_text(path, kind) as handle:
+        handle.writelines(lines)
+    return Path(path)

@@ -12,13 +12,16 @@ n_layers = final hidden state):
     .pt       a dict {"ids", "headers", "layers", "pool", "embeddings": {layer: tensor [N, d]} or, per
               token, {layer: [tensor [L_i, d], ...]}} for `torch.load`.
 
-Beside OUT: `OUT-without-suffix.manifest.tsv` (columns row, id, header: row r of the output is the
-record with that sanitized unique id and original header, in input order) and `.ids.txt` (the ids, one
-per line).
+Beside OUT: `OUT-without-suffix.manifest.tsv` (TSV with columns row, id, header: row r of the output
+is the record with that sanitized unique id and its original header, quoted where it needs to be, in
+input order) and `.ids.txt` (the ids, one per line). The three are placed by `biolm.io.outputs`' rule:
+each may replace only an earlier file of its own kind, never an input.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -28,8 +31,20 @@ import numpy as np
 
 from biolm.errors import ArgumentError, InputError
 from biolm.io.files import atomic_file, output_stream
+from biolm.io.outputs import (
+    HDF5,
+    ID_LIST,
+    MANIFEST,
+    NO_INPUTS,
+    NPY,
+    PARQUET,
+    TORCH,
+    Inputs,
+    check_file_output,
+)
 
 FORMATS = (".npy", ".parquet", ".h5", ".pt")
+EMBEDDING_FILES = {".npy": NPY, ".parquet": PARQUET, ".h5": HDF5, ".pt": TORCH}
 PER_TOKEN_FORMATS = (".h5", ".hdf5", ".pt")
 
 
@@ -57,6 +72,34 @@ def manifest_path(output: Path) -> Path:
 
 def ids_path(output: Path) -> Path:
     return output.with_suffix(".ids.txt")
+
+
+def check_embedding_outputs(path: str | Path, pool: str, inputs: Inputs = NO_INPUTS) -> list[Path]:
+    """OUT, its manifest and its id list checked as outputs (`biolm.io.outputs`: none may be an input,
+    a directory, a device or a file of another format), so that a command can refuse them before any
+    work; returns the three paths to write (through a link where one is a link).
+
+    Raises:
+        InputError: an unknown extension (`output_format`); OutputError: a path that cannot be written.
+    """
+    path = Path(path)
+    kind = EMBEDDING_FILES[output_format(path, pool)]
+    return [
+        check_file_output(path, kind, inputs),
+        check_file_output(manifest_path(path), MANIFEST, inputs, side_of=path),
+        check_file_output(ids_path(path), ID_LIST, inputs, side_of=path),
+    ]
+
+
+def manifest_text(ids: Sequence[str], headers: Sequence[str]) -> str:
+    """The manifest as TSV (columns row, id, header): a header is kept as it was, quoted as csv does
+    where it holds a tab, a line break or a quote, so csv, pandas and pyarrow read one row per record."""
+    buffer = io.StringIO()
+    table = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    table.writerow(["row", "id", "header"])
+    for row, (name, header) in enumerate(zip(ids, headers, strict=True)):
+        table.writerow([row, name, header])
+    return buffer.getvalue()
 
 
 def by_layer(vectors, layers: Sequence[int], pool: str) -> dict[int, object]:
@@ -87,24 +130,25 @@ def write_embeddings(
         ids: N sanitized unique ids; headers: N original headers.
         layers: the K absolute layer indices, in the order of the layer axis.
         pool: the pooling used.
+
+    Raises:
+        OutputError: OUT, the manifest or the id list cannot be placed (`check_embedding_outputs`).
     """
-    path = Path(path)
-    fmt = output_format(path, pool)
+    fmt = output_format(Path(path), pool)
+    path, manifest, id_list = check_embedding_outputs(path, pool)
     layered = by_layer(vectors, list(layers), pool)
     writer = {".npy": _npy, ".parquet": _parquet, ".h5": _h5, ".pt": _pt}[fmt]
-    # Tabs and line breaks in a header would break the TSV's rows.
-    rows = "".join(
-        f"{r}\t{i}\t{' '.join(h.split())}\n" for r, (i, h) in enumerate(zip(ids, headers, strict=True))
-    )
     # All three are complete before any is renamed (OUT last): a full disk or a kill leaves the old
     # set, never a new OUT beside an old manifest. Each temporary is made just before it is written,
     # so a write error is reported by (and names) the file being written.
     with ExitStack() as files:
         out = files.enter_context(atomic_file(path))
         writer(out, vectors, layered, list(ids), list(headers), list(layers), pool)
-        files.enter_context(atomic_file(manifest_path(path))).write_text("row\tid\theader\n" + rows)
-        files.enter_context(atomic_file(ids_path(path))).write_text("".join(f"{i}\n" for i in ids))
-    return [path, manifest_path(path), ids_path(path)]
+        files.enter_context(atomic_file(manifest)).write_text(
+            manifest_text(ids, headers), encoding="utf-8", newline=""
+        )
+        files.enter_context(atomic_file(id_list)).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    return [path, manifest, id_list]
 
 
 def _npy(tmp: Path, vectors, layered, ids, headers, layers, pool) -> None:

@@ -36,6 +36,7 @@ from biolm.errors import DiskFullError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 TEMP_MARK = ".tmp-"
+TEMP_NAME_CHARS = 100
 # Write errors that are the disk's, not the program's: reported as one line naming the target.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # What a damaged or foreign compressed file raises while it is read.
@@ -152,7 +153,9 @@ def is_temporary(path: str | os.PathLike) -> bool:
 
 
 def _temp_prefix(target: Path) -> str:
-    return f".{target.name}{TEMP_MARK}"
+    # At most the first TEMP_NAME_CHARS characters of the name: a temporary's name (prefix, random part,
+    # suffix) is then never longer than a name that fits the file system.
+    return f".{target.name[:TEMP_NAME_CHARS]}{TEMP_MARK}"
 
 
 def _permissions(default: int) -> int:
@@ -234,7 +237,9 @@ def atomic_file(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=path.suffix, dir=path.parent)
+    # The same suffix, so that writers which add one do not (a long "suffix" is part of the name).
+    suffix = path.suffix if len(path.suffix) <= 16 else ""
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
     os.close(fd)
     temp = Path(name)
     try:
@@ -308,18 +313,25 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+# What a file that is not a regular file or a directory is, for messages.
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_kind(mode: int) -> str | None:
+    """ "a FIFO (named pipe)", "a character device", ... for a file `mode` of one of those, else None."""
+    return next((name for test, name in SPECIAL_FILES if test(mode)), None)
+
+
 def _kind_of(mode: int) -> str:
     """What a file that is not a regular file is, for messages."""
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return special_kind(mode) or "not a regular file"
 
 
 def regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None) -> Path:

@@ -26,7 +26,13 @@ from biolm.io.columns import pick_column
 from biolm.io.fasta import FASTA_SUFFIXES, read_fasta
 from biolm.io.files import base_name, input_file
 from biolm.io.proteins import clean_sequence, read_protein_file
-from biolm.io.smiles import SMI_SUFFIXES, SMILES_COLUMN_NAMES, canonical_smiles, iter_smiles_records
+from biolm.io.smiles import (
+    SMI_SUFFIXES,
+    SMILES_COLUMN_NAMES,
+    canonical_smiles,
+    check_smiles_size,
+    iter_smiles_records,
+)
 from biolm.io.tables import TABLE_SUFFIXES, cell, read_table
 
 ALIGNMENT_SUFFIXES = (".a3m", ".sto", ".stk", ".stockholm")
@@ -34,6 +40,8 @@ ALIGNMENT_SUFFIXES = (".a3m", ".sto", ".stk", ".stockholm")
 SEQUENCE_COLUMN_NAMES = ("sequence", "seq", "sequences", "protein", "aa_seq", "dna", "smiles")
 ID_COLUMN_NAMES = ("id", "name", "identifier", "accession", "seq_id", "record", "molecule_id", "chembl_id")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# The longest id: ids name files, HDF5 paths and rows; a file name may have at most 255 bytes.
+MAX_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -133,19 +141,23 @@ def safe_unique_ids(names: Sequence[str]) -> list[str]:
     """Ids safe in file names, HDF5 paths and shells, unique in order of appearance.
 
     Every character outside `A-Za-z0-9._-` becomes `_` (so `sp|P69905|HBA_HUMAN` is
-    `sp_P69905_HBA_HUMAN`), a leading `.` too (no hidden files), an empty id becomes `record`. The
-    second and later copies of an id get `_2`, `_3`, ... (skipping any that another record already has).
+    `sp_P69905_HBA_HUMAN`), a leading `.` too (no hidden files), an empty id becomes `record`, and an
+    id is cut to `MAX_ID_CHARS` characters (a FASTA header may be far longer than a file name may be).
+    Ids are unique regardless of case, as they must be as file names on macOS and Windows: the second
+    and later ids equal to an earlier one but for case get `_2`, `_3`, ... (skipping any that another
+    record already has), within the same length. The original header is kept beside the id (`Record`).
     """
-    safe = [_UNSAFE.sub("_", name).lstrip(".") or "record" for name in names]
-    taken = set(safe)
+    safe = [(_UNSAFE.sub("_", name).lstrip(".") or "record")[:MAX_ID_CHARS] for name in names]
+    taken = {name.lower() for name in safe}
     seen: set[str] = set()
     out = []
     for name in safe:
         unique, k = name, 1
-        while unique in seen or (unique != name and unique in taken):
+        while unique.lower() in seen or (unique != name and unique.lower() in taken):
             k += 1
-            unique = f"{name}_{k}"
-        seen.add(unique)
+            suffix = f"_{k}"
+            unique = name[: MAX_ID_CHARS - len(suffix)] + suffix
+        seen.add(unique.lower())
         out.append(unique)
     return out
 
@@ -158,6 +170,8 @@ def _cleaned(path: Path, record: Record) -> Record:
 
 
 def _canonical(source: str, record: Record) -> Record:
+    # Measured before RDKit sees it: a molecule too large for RDKit can crash it (`biolm.io.smiles`).
+    check_smiles_size(record.sequence, f"{source}: record {record.name!r}")
     smiles = canonical_smiles(record.sequence) if record.sequence else None
     if smiles is None:
         raise InputError(f"{source}: record {record.name!r}: invalid SMILES {record.sequence[:60]!r} (RDKit)")

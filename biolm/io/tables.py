@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from biolm.errors import InputError
-from biolm.io.files import READ_ERRORS, base_name, bounded_lines, input_file, open_text
+from biolm.io.files import MAX_LINE_CHARS, READ_ERRORS, base_name, bounded_lines, input_file, open_text
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 
@@ -27,13 +27,15 @@ def iter_table(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every row that is not blank, the header first, streamed.
 
     A BOM and CRLF line ends (spreadsheet exports) are read as plain text; quoted fields may hold the
-    delimiter or a line break (the line number is then that of the row's last line). A line is at most
-    `biolm.io.files.MAX_LINE_CHARS` characters long, a field (csv's own limit) 131,072.
+    delimiter or a line break (the line number is then that of the row's last line). A line and a field
+    (a quoted one may span lines) are at most `biolm.io.files.MAX_LINE_CHARS` characters long.
 
     Raises:
         InputError: a missing or unreadable file, a malformed row; naming the file (and the line).
     """
     path = input_file(path)
+    # csv's own default (131,072) is below the line limit; the limit is process-wide, so it is only raised.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_CHARS))
     start = 1  # the first line of the row being read
     try:
         with open_text(path, newline="") as handle:

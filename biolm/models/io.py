@@ -15,14 +15,15 @@ import re
 from pathlib import Path
 
 import torch
-import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from biolm.errors import ArgumentError, ConfigError, InputError
-from biolm.io.files import atomic_directory
+from biolm.io.files import regular_file
+from biolm.io.outputs import DirectoryKind, output_directory
+from biolm.io.yaml_files import MAX_YAML_BYTES, first_interpolation, read_yaml
 from biolm.models.backbone import BioLM
 from biolm.models.config import ModelConfig
 from biolm.tokenizers import Tokenizer, load_tokenizer
@@ -34,14 +35,37 @@ MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
+MODEL_FILES = {WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE}
 # The keys `save` writes at the top of config.yaml.
 META_KEYS = ("format", "format_version", "model")
+# config.yaml is about 500 bytes as `save` writes it; the YAML reader's bound (1 MiB) is far above it.
+MAX_CONFIG_BYTES = MAX_YAML_BYTES
+
+
+def _recognise_model_directory(directory: Path) -> set[str] | None:
+    """The files of a model directory `save` wrote before directories carried biolm's output marker:
+    only the three model files, and a config.yaml of the model format."""
+    names = {entry.name for entry in os.scandir(directory)}
+    config = directory / CONFIG_FILE
+    if not names <= MODEL_FILES or not config.is_file() or config.stat().st_size > MAX_CONFIG_BYTES:
+        return None
+    text = config.read_text(encoding="utf-8", errors="replace")
+    return MODEL_FILES if re.search(rf"^format: {MODEL_FORMAT}\s*$", text, re.MULTILINE) else None
+
+
+MODEL_DIRECTORY = DirectoryKind("model directory", "model", _recognise_model_directory)
 
 
 def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
-    """Write `model` and `tokenizer` to the directory `path` (replaced if it exists)."""
+    """Write `model` and `tokenizer` to the directory `path`, replacing an earlier model directory there
+    as a whole, never a directory that holds anything else (`biolm.io.outputs`).
+
+    Raises:
+        OutputError: `path` cannot be written, or holds files that are not an earlier model's.
+        DiskFullError: the disk is full; an earlier model directory at `path` is kept.
+    """
     path = Path(path)
-    with atomic_directory(path) as staging:
+    with output_directory(path, MODEL_DIRECTORY) as staging:
         _save_weights(model, staging / WEIGHTS_FILE)
         meta = {
             "format": MODEL_FORMAT,
@@ -68,18 +92,9 @@ def _save_weights(model: BioLM, file: Path) -> None:
 
 
 def _read_meta(config_path: Path) -> dict:
-    try:
-        text = config_path.read_text(encoding="utf-8")
-        meta = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise InputError(f"{config_path}: not a text (UTF-8) file; the model directory is damaged") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise InputError(f"{config_path}: not valid YAML{where} ({problem})") from None
-    except OSError as err:
-        raise InputError(f"{config_path}: cannot read ({err.strerror or err})") from None
+    """The mapping in a model's config.yaml, read by the one YAML reader: a regular file of at most
+    `MAX_CONFIG_BYTES`, no duplicate keys (PyYAML would keep the last one without a word), no alias bomb."""
+    meta = read_yaml(config_path, "model config", MAX_CONFIG_BYTES)
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise InputError(
             f"{config_path}: not a biolm model config (no 'format: {MODEL_FORMAT}')"
@@ -117,7 +132,7 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
             setting of the wrong type or value, naming the file and the setting.
     """
     config_path = Path(path) / CONFIG_FILE
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):  # anything there (a FIFO, a device) is refused by the reader
         raise InputError(
             f"{path}: not a biolm model directory (no {CONFIG_FILE})" + _run_directory_hint(Path(path))
         )
@@ -142,6 +157,13 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
     unknown = sorted(str(k) for k in set(settings) - set(known))
     if unknown:
         raise _unknown_settings(config_path, unknown, known, "model")
+    interpolated = first_interpolation(settings, "model")
+    if interpolated is not None:
+        key, value = interpolated
+        raise InputError(
+            f"{config_path}: {key} is {value!r}, an interpolation; a model's {CONFIG_FILE} holds plain "
+            "values (biolm writes no ${...})"
+        )
     try:
         # Through OmegaConf's structured config, so that a value of the wrong type names its key.
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), settings))
@@ -174,8 +196,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
         raise InputError(_not_a_directory(path))
     config = _runnable_here(load_config(path), device, path / CONFIG_FILE)
     weights = path / WEIGHTS_FILE
-    if not weights.is_file():
+    if not os.path.lexists(weights):
         raise InputError(f"{weights}: missing; the model directory is incomplete")
+    # safetensors maps the file: a FIFO or a device (/dev/zero) is refused by name, not as damaged weights.
+    regular_file(weights, "weights")
     _check_header(config, weights)
     try:
         model = BioLM(config)
@@ -224,14 +248,31 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
 
 
 def _usable_device(device: str | torch.device) -> torch.device:
-    """`device` as a torch device, checked before the weights are read: safetensors would report a
-    device it cannot use as a damaged or unfitting weights file."""
+    """`device` as a torch device that can hold and run the model, checked before the weights are read:
+    safetensors would report a device it cannot use as a damaged or unfitting weights file.
+
+    Raises:
+        ArgumentError: not a torch device, a meta device (no data), a CPU with an index, a CUDA or MPS
+            device torch does not see here, or another device type torch cannot allocate on.
+    """
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ArgumentError(
             f"{{device}}: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
         ) from None
+    if dev.type == "meta":
+        raise ArgumentError(
+            f"{{device}} {dev}: a meta device holds no data (only shapes), so it cannot hold or run the "
+            "model; use cpu or cuda",
+            "device",
+        )
+    if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise ArgumentError(
+                f"{{device}} {dev}: torch has one CPU device, 'cpu' (no index); use cpu", "device"
+            )
+        return torch.device("cpu")
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -240,8 +281,21 @@ def _usable_device(device: str | torch.device) -> torch.device:
             raise ArgumentError(
                 f"{{device}} {dev}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}", "device"
             )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        return dev
+    if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ArgumentError(f"{{device}} {dev}: MPS is not available to torch here; use cpu", "device")
+    # Any other type (xla, vulkan, xpu, hip, ...): torch names it, but this build may have no kernels for
+    # it, or no such device. A tensor made there and read back is the test.
+    try:
+        torch.ones(2, device=dev).add(1).cpu()
+    except Exception as err:  # NotImplementedError, RuntimeError, AssertionError, ModuleNotFoundError
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        reason = f" ({first})" if first else ""
+        raise ArgumentError(
+            f"{{device}} {dev}: torch cannot hold or run a model on device type {dev.type!r} here{reason}; "
+            "use cpu or cuda",
+            "device",
+        ) from None
     return dev
 
 

@@ -41,7 +41,8 @@ from biolm.configs.schema import TrainConfig
 from biolm.data.datamodule import ResumableData
 from biolm.errors import ConfigError
 from biolm.io.files import write_atomic, write_text_atomic
-from biolm.models.io import save
+from biolm.io.outputs import check_directory_output, check_new_directory
+from biolm.models.io import MODEL_DIRECTORY, save
 from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
 from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
 from biolm.tasks.domains import DOMAINS, build_data, count_targets
@@ -213,6 +214,12 @@ def train(
     # A resumed run takes its weights from the checkpoint; its saved config has the starting model's settings.
     start = load_initial_model(cfg, config) if cfg.init_from and resume_dir is None else None
     check_objective(cfg, domain)
+    # Where the run will write is checked before the data are read: an unwritable run_root, or (resuming)
+    # a model/ directory the export at the end could not replace.
+    if resume_dir is None:
+        check_new_directory(Path(cfg.run_root) / cfg.name)
+    else:
+        check_directory_output(Path(resume_dir) / "model", MODEL_DIRECTORY)
     # Reads and checks all input before a run directory exists, so bad input leaves nothing behind.
     data = build_data(domain, cfg, like=start.tokenizer if start is not None else None)
     if start is not None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from biolm.cli.main import main
+from biolm.io.outputs import MARKER
 from tests.evaluation.helpers import dms_rows, motif_rows, tiny_model_dir, write_table
 
 SMILES = ["CCO", "CCN", "c1ccccc1O", "c1ccccc1N", "c1ccccc1C", "C1CCCCC1O", "C1CCCCC1N", "c1ccncc1O"]
@@ -36,7 +37,8 @@ def test_finetune_writes_a_report(files, tmp_path, capsys):
     out = tmp_path / "ft"
     args = ["eval", "finetune", str(files["protein"]), str(files["motif"]), "--out", str(out)]
     assert main([*args, "--seeds", "0,1", "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
-    assert {p.name for p in out.iterdir()} == {"report.md", "metrics.json", "roc.png"}
+    assert {p.name for p in out.iterdir()} == {"report.md", "metrics.json", "roc.png", MARKER}
+    assert json.loads((out / MARKER).read_text())["files"] == ["metrics.json", "report.md", "roc.png"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["metrics"]) == {"accuracy", "mcc", "auroc"}
     assert len(metrics["metrics"]["mcc"]["values"]) == 2
@@ -79,7 +81,8 @@ def _error(capsys, argv) -> str:
 def test_bad_inputs_give_one_line_errors_and_keep_the_old_report(files, tmp_path, capsys):
     out = tmp_path / "kept"
     out.mkdir()
-    (out / "report.md").write_text("old")
+    (out / "report.md").write_text("old")  # an earlier report: its marker says biolm wrote it
+    (out / MARKER).write_text(json.dumps({"kind": "report", "files": ["report.md"]}))
     model, root = str(files["protein"]), files["root"]
     probe = ["eval", "probe", model]
     nolabel = write_table(tmp_path / "nolabel.csv", ["sequence", "value"], [["MKT", 1]])

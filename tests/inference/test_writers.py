@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -84,9 +86,16 @@ def test_pooled_round_trip(tmp_path, suffix, layers):
     _assert_same(got, vectors, layers, "mean")
     if ids is not None:
         assert ids == IDS and headers == HEADERS
-    lines = manifest_path(out).read_text().splitlines()
     assert manifest_path(out).name == "emb.manifest.tsv"
-    assert lines == ["row\tid\theader", "0\tb\tb second", "1\ta\ta", "2\tc_2\tc weird header"]
+    # The header is kept as it was, its tab quoted: csv reads one row per record.
+    with open(manifest_path(out), newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    assert rows == [
+        ["row", "id", "header"],
+        ["0", "b", "b second"],
+        ["1", "a", "a"],
+        ["2", "c_2", "c\tweird header"],
+    ]
     assert (tmp_path / "emb.ids.txt").read_text().split() == IDS
 
 
@@ -118,7 +127,8 @@ def test_a_writer_that_fails_midway_leaves_nothing(tmp_path, monkeypatch, suffix
     import h5py
 
     out = tmp_path / f"emb{suffix}"
-    out.write_bytes(b"previous run")  # must survive untouched
+    previous = {".h5": b"\x89HDF\r\n\x1a\n", ".npy": b"\x93NUMPY"}[suffix] + b"previous run"
+    out.write_bytes(previous)  # an earlier output of the format: replaceable, but must survive untouched
     calls = []
 
     def failing_h5(self, name, **kwargs):
@@ -139,4 +149,4 @@ def test_a_writer_that_fails_midway_leaves_nothing(tmp_path, monkeypatch, suffix
         write_embeddings(out, _pooled(1), IDS, HEADERS, [2], "mean")
     assert calls  # the writer really started
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
-    assert out.read_bytes() == b"previous run"
+    assert out.read_bytes() == previous

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from biolm.errors import InputError
-from biolm.io.records import read_records, records_from_sequences, safe_unique_ids
+from biolm.io.records import MAX_ID_CHARS, read_records, records_from_sequences, safe_unique_ids
 
 
 def test_ids_are_sanitized_and_unique():
@@ -22,6 +22,15 @@ def test_ids_are_sanitized_and_unique():
         "hidden",
         "x_y_z",
     ]
+
+
+def test_ids_are_unique_regardless_of_case_and_capped_in_length():
+    # Two ids that differ only in case are one file name on macOS and Windows.
+    assert safe_unique_ids(["abc", "ABC", "Abc", "abc_2"]) == ["abc", "ABC_3", "Abc_4", "abc_2"]
+    long = "x" * 300
+    ids = safe_unique_ids([long, long, "y" * (MAX_ID_CHARS + 1) + "z"])
+    assert ids == ["x" * MAX_ID_CHARS, "x" * (MAX_ID_CHARS - 2) + "_2", "y" * MAX_ID_CHARS]
+    assert len({i.lower() for i in ids}) == 3
 
 
 def test_fasta_keeps_order_and_headers_and_reads_gzip(tmp_path):

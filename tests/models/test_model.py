@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from biolm.errors import ConfigError, InputError
+from biolm.errors import ConfigError, InputError, OutputError
 from biolm.models import BioLM, ModelConfig
 from biolm.models.io import CONFIG_FILE, load, save
 from biolm.tokenizers import DNATokenizer
@@ -23,11 +23,30 @@ def model() -> BioLM:
     return model.eval()
 
 
+def test_save_replaces_only_an_earlier_model_directory(tmp_path, model):
+    tokenizer = DNATokenizer()
+    target = save(model, tokenizer, tmp_path / "m")
+    save(model, tokenizer, target)  # an earlier model, marked: replaced
+    (target / ".biolm-output.json").unlink()
+    save(model, tokenizer, target)  # a model directory from before the marker: recognised, replaced
+    (target / "README.md").write_text("my notes on this model\n")
+    with pytest.raises(OutputError, match="README.md"):
+        save(model, tokenizer, target)
+    assert (target / "README.md").read_text() == "my notes on this model\n"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "genome.fa").write_text(">a\nACGT\n")
+    with pytest.raises(OutputError, match="genome.fa"):
+        save(model, tokenizer, tmp_path / "data")
+    assert (tmp_path / "data" / "genome.fa").read_text() == ">a\nACGT\n"
+
+
 def test_save_and_load_round_trip(tmp_path, model):
     model = model.float()
     tokenizer = DNATokenizer()
     save(model, tokenizer, tmp_path / "m")
+    # The three model files and biolm's output marker (so a later save may replace the directory).
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        ".biolm-output.json",
         CONFIG_FILE,
         "model.safetensors",
         "tokenizer.json",

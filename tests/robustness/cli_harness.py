@@ -30,6 +30,25 @@ TINY_TRAIN = [
     "optim.warmup_steps=1",
 ]
 
+# An earlier run's output of each kind, by suffix: what biolm may replace (its own format, told by the
+# first bytes: `biolm.io.outputs`) and must keep as it was when a new run is refused or fails.
+EARLIER_OUTPUTS = {
+    ".npy": b"\x93NUMPY an earlier run's output\n",
+    ".parquet": b"PAR1 an earlier run's output\n",
+    ".h5": b"\x89HDF\r\n\x1a\n an earlier run's output\n",
+    ".pt": b"PK\x03\x04 an earlier run's output\n",
+    ".fa": b">earlier\nACGT\n",
+    ".manifest.tsv": b"row\tid\theader\n0\tearlier\tearlier run\n",
+    ".ids.txt": b"earlier\n",
+}
+
+
+def earlier_output(path: Path) -> Path:
+    """Write an earlier run's output of `path`'s kind (`EARLIER_OUTPUTS`) at `path`."""
+    suffix = next(s for s in EARLIER_OUTPUTS if path.name.endswith(s))
+    path.write_bytes(EARLIER_OUTPUTS[suffix])
+    return path
+
 
 def command(*args: object) -> list[str]:
     return [sys.executable, "-m", "biolm.cli.main", *map(str, args)]

@@ -25,6 +25,7 @@ from tests.robustness.cli_harness import (
     assert_clean_error,
     assert_success,
     assert_unchanged,
+    earlier_output,
     run_biolm,
     snapshot,
 )
@@ -57,7 +58,7 @@ def out_dir(tmp_path) -> Path:
     out = tmp_path / "out"
     out.mkdir()
     for name in ("samples.fa", "emb.npy"):
-        (out / name).write_text("written before; must survive\n")
+        earlier_output(out / name)
     return out
 
 

@@ -39,6 +39,7 @@ from tests.robustness.cli_harness import (
     assert_success,
     assert_unchanged,
     command,
+    earlier_output,
     run_biolm,
     snapshot,
 )
@@ -77,10 +78,10 @@ def _env(tmp_path: Path) -> dict:
 def _old_outputs(directory: Path, name: str, suffixes=(".manifest.tsv", ".ids.txt")) -> dict:
     """An earlier run's output files in `directory`; returns their snapshot."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / name).write_bytes(b"an earlier run's output\n")
+    earlier_output(directory / name)
     stem = Path(name).stem
     for suffix in suffixes:
-        (directory / f"{stem}{suffix}").write_text("an earlier run's side file\n")
+        earlier_output(directory / f"{stem}{suffix}")
     return snapshot(directory)
 
 
@@ -316,7 +317,7 @@ def test_full_disk_while_writing_an_eval_report(model_dirs, tmp_path):
     out = tmp_path / "reports" / "zs"
     out.mkdir(parents=True)
     (out / "report.md").write_text("an earlier report\n")
-    (out / "metrics.json").write_text("{}\n")
+    (out / "metrics.json").write_text('{"title": "biolm eval zeroshot"}\n')  # unmarked, as reports were
     before = snapshot(out.parent)
     proc = run_biolm(
         "eval", "zeroshot", model_dirs["protein"], dms, "--out", out, "--no-progress",
