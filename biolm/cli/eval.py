@@ -77,12 +77,7 @@ def _seeds(text: str) -> list[int]:
 def _common(parser: argparse.ArgumentParser, data_help: str) -> None:
     parser.add_argument("model_dir", type=Path, help="a model directory (e.g. runs/protein/model)")
     parser.add_argument("data", type=Path, help=data_help)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help=OUT_HELP,
-    )
+    parser.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     parser.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 

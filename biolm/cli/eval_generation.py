@@ -55,12 +55,7 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", type=Path, help="a causal protein or SMILES model directory")
     p.add_argument("data", type=Path, nargs="*", help="family / molecule set files or directories of them")
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help=OUT_HELP,
-    )
+    p.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     p.add_argument(
         "--context-sizes",
         type=_sizes,

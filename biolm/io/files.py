@@ -6,6 +6,8 @@ not gzip is read as what it is, and a gzip file without `.gz` is still unpacked)
 spreadsheets export). `input_file` turns a missing path, a directory or a dangling link into one
 line naming it. `bounded_lines` reads lines of at most `MAX_LINE_CHARS` characters, so that a file
 without line breaks (binary, `/dev/zero`, an endless pipe) is an error, not all of the memory.
+`regular_file` / `read_bounded` are for files read whole or by random access (a model's files,
+checkpoints): a FIFO or a device is refused by name, and a file past its bound is not read.
 
 Writing: `atomic_file` / `write_atomic` / `write_text_atomic` write a hidden temporary file beside the
 target and rename it over the target only once it is complete, so a kill, a full disk or an exception
