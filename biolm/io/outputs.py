@@ -11,8 +11,9 @@ It never replaces an input of the same command (compared by resolved path and by
 or a symlink to an input counts, and a side file such as `OUT.ids.txt` is checked like OUT), never a
 directory that holds anything else (the current directory or one above it included), and never a
 device, FIFO or socket: a text output is written *into* those (`-o -` and `/dev/stdout` stream to
-standard output, a FIFO's reader gets the samples, `/dev/full` reports a full disk), and an output that
-must be a set of files or a directory refuses them. A missing parent directory is created when the
+standard output, `/dev/stderr`, `/dev/fd/N` and `/proc/self/fd/N` to that descriptor, whatever the
+shell put behind it; a FIFO's reader gets the samples, `/dev/full` reports a full disk), and an output
+that must be a set of files or a directory refuses them. A missing parent directory is created when the
 output is written; a parent that cannot be created or written in, a directory where a file is wanted
 and a name longer than the file system allows are refused as well.
 
@@ -55,6 +56,7 @@ STDOUT_NAMES = ("-", "/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")
 # (so that a word such as "notes" is not taken for one), bonds, branches and ring closures.
 _SMILES_TOKEN = re.compile(r"(?:\[[^\]\s]{1,40}\]|Cl|Br|[BCNOPSFIbcnops*]|[0-9%=#$:/\\.()+\-~@])+")
 _ID_LINE = re.compile(r"[A-Za-z0-9._-]+")
+_DESCRIPTOR = re.compile(r"/dev/fd/\d+|/proc/(?:self|thread-self|\d+)/fd/\d+")
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,12 @@ def is_stdout(path: str | os.PathLike) -> bool:
     return os.fspath(path) in STDOUT_NAMES
 
 
+def _is_descriptor(path: Path) -> bool:
+    """Whether `path` names an open file descriptor (`/dev/stderr`, `/dev/fd/N`, `/proc/PID/fd/N`): what
+    is behind it is the shell's redirection, written into, never replaced through the link."""
+    return os.fspath(path) in ("/dev/stderr", "/dev/stdin") or bool(_DESCRIPTOR.fullmatch(os.fspath(path)))
+
+
 def _special(path: Path) -> str | None:
     """What `path` is when it is a device, FIFO or socket (links followed), else None."""
     try:
@@ -303,9 +311,11 @@ def check_file_output(
     """
     path = Path(path)
     what = f"{path} (beside {side_of})" if side_of is not None else str(path)
-    if is_stdout(path):
+    if is_stdout(path) or _is_descriptor(path):
         if not kind.streamable:
-            raise OutputError(f"{what}: a {kind.name} cannot be written to standard output; give a file name")
+            raise OutputError(
+                f"{what}: a {kind.name} cannot be written to a file descriptor; give a file name"
+            )
         return path
     if inputs.input_at(path):
         raise OutputError(f"{what}: is an input of this command; writing there would destroy it")
@@ -346,7 +356,7 @@ def check_directory_output(path: str | os.PathLike, kind: DirectoryKind, inputs:
             directory or above it, a file or device is there, or it holds anything biolm did not write.
     """
     path = Path(path)
-    if is_stdout(path) or _special(path) is not None:
+    if is_stdout(path) or _is_descriptor(path) or _special(path) is not None:
         raise OutputError(f"{path}: is not a directory; a {kind.name} is written as a directory")
     if _is_cwd_or_above(path):
         raise OutputError(f"{path}: is the current directory or one above it; name a new {kind.name}")
@@ -430,7 +440,7 @@ def output_text(path: str | os.PathLike, kind: FileKind, *, gzipped: bool | None
     import gzip
 
     path = check_file_output(path, kind)
-    if is_stdout(path) or _special(path) is not None:
+    if is_stdout(path) or _is_descriptor(path) or _special(path) is not None:
         try:
             if is_stdout(path):
                 sys.stdout.flush()

@@ -178,8 +178,18 @@ def test_standard_output_is_written_into(capfd):
     with output_text("-", FASTA) as handle:
         handle.write(">a\nACGT\n")
     assert capfd.readouterr().out == ">a\nACGT\n"
-    with pytest.raises(OutputError, match="cannot be written to standard output"):
+    with pytest.raises(OutputError, match="cannot be written to a file descriptor"):
         check_file_output("-", NPY)
+
+
+def test_a_descriptor_path_is_written_into_not_replaced_through_its_link(tmp_path):
+    log = tmp_path / "log.txt"
+    with open(log, "w") as handle:  # as a shell's `2> log.txt` leaves it
+        with output_text(f"/proc/self/fd/{handle.fileno()}", FASTA) as out:
+            out.write(">a\nACGT\n")
+    assert log.read_text() == ">a\nACGT\n" and [p.name for p in tmp_path.iterdir()] == ["log.txt"]
+    with pytest.raises(OutputError, match="file descriptor"):
+        check_file_output("/dev/fd/2", NPY)
 
 
 def test_a_failed_write_into_a_pipe_is_one_line(tmp_path, monkeypatch):
