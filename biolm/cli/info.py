@@ -40,16 +40,11 @@ def run(args: argparse.Namespace) -> int:
 
     import biolm.kernels  # noqa: F401  (importing registers every op)
     from biolm import __version__
-    from biolm.errors import ArgumentError
     from biolm.kernels.registry import backend_report
+    from biolm.models.io import parse_device
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ArgumentError(
-            f"{{device}}: {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
-        ) from None
+    parse_device(device)  # a bad --device is one line, not a traceback from the backend report
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     rows = [
         ("biolm", __version__),

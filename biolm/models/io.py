@@ -247,6 +247,16 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
     return model.to(device).eval()
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device, or an ArgumentError naming {device} when torch reads no device in it."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgumentError(
+            f"{{device}}: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
+        ) from None
+
+
 def _usable_device(device: str | torch.device) -> torch.device:
     """`device` as a torch device that can hold and run the model, checked before the weights are read:
     safetensors would report a device it cannot use as a damaged or unfitting weights file.
@@ -255,12 +265,7 @@ def _usable_device(device: str | torch.device) -> torch.device:
         ArgumentError: not a torch device, a meta device (no data), a CPU with an index, a CUDA or MPS
             device torch does not see here, or another device type torch cannot allocate on.
     """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ArgumentError(
-            f"{{device}}: {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)", "device"
-        ) from None
+    dev = parse_device(device)
     if dev.type == "meta":
         raise ArgumentError(
             f"{{device}} {dev}: a meta device holds no data (only shapes), so it cannot hold or run the "

@@ -185,9 +185,12 @@ def test_standard_output_is_written_into(capfd):
 def test_a_descriptor_path_is_written_into_not_replaced_through_its_link(tmp_path):
     log = tmp_path / "log.txt"
     with open(log, "w") as handle:  # as a shell's `2> log.txt` leaves it
+        inode = os.fstat(handle.fileno()).st_ino
         with output_text(f"/proc/self/fd/{handle.fileno()}", FASTA) as out:
             out.write(">a\nACGT\n")
-    assert log.read_text() == ">a\nACGT\n" and [p.name for p in tmp_path.iterdir()] == ["log.txt"]
+    # Written into the open file, not a new file renamed over the name the link resolves to.
+    assert log.stat().st_ino == inode and log.read_text() == ">a\nACGT\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["log.txt"]
     with pytest.raises(OutputError, match="file descriptor"):
         check_file_output("/dev/fd/2", NPY)
 
