@@ -67,22 +67,35 @@ def linear_attention(
     With ``g = log_decay`` (0 when None): ``S_t = exp(g_t) S_{t-1} + k_t v_t^T``,
     ``z_t = exp(g_t) z_{t-1} + k_t`` and ``h_t = (scale q_t)^T S_t``, divided by
     ``max(|(scale q_t)^T z_t|, 1)`` when ``normalize``; no state means ``S, z = 0``. Every backend
-    computes this exact function, and gradients are its exact autograd gradients.
+    computes this exact function, and gradients are its exact autograd gradients (for q, k, v,
+    log_decay and the initial state).
+
+    This docstring is the one description of the arguments: every other form of the op
+    (:mod:`~biolm.kernels.linear_attention.reference`, :mod:`~biolm.kernels.linear_attention.chunkwise`,
+    :mod:`~biolm.kernels.linear_attention.triton`) takes the same arguments and documents only what
+    differs. :func:`linear_attention_step` takes them for one token, without the ``S`` axis (q, k
+    [B, H, Dk], v [B, H, Dv], log_decay [B, H]) and returns ``h`` [B, H, Dv] and the new state.
 
     Args:
-        q: Queries [B, S, H, Dk]; float32, bfloat16 or float64.
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv]; Dv may differ from Dk.
+        q: Queries [B, S, H, Dk], unscaled (multiplied by ``scale`` inside); float32, bfloat16 or
+            float64.
+        k: Keys [B, S, H, Dk], dtype of ``q``.
+        v: Values [B, S, H, Dv], dtype of ``q``; Dv may differ from Dk.
         log_decay: Per-head log decay [B, S, H], e.g. ``logsigmoid`` of a pre-activation. Expected
             ``<= 0`` (decay in (0, 1]); positive values are not clamped, only not guarded against
             overflow. None for plain (undecayed) linear attention.
-        state: Initial state (S [B,H,Dk,Dv], z [B,H,Dk]); with ``cu_seqlens`` its batch is N.
+        state: Initial :class:`LinearAttentionState` (S [B,H,Dk,Dv], z [B,H,Dk]), any float dtype, or
+            None for zeros; with ``cu_seqlens`` its batch is N. ``z`` is tracked whatever
+            ``normalize`` is, so a state can pass between calls with either setting.
         normalize: Divide each output by ``max(|(scale q_t)^T z_t|, 1)``.
         scale: Query scale; default ``Dk**-0.5``.
-        chunk_size: Chunk length of the chunkwise backends.
+        chunk_size: Chunk length of the chunkwise backends, a speed knob only: any S works (the tail
+            is padded) and every chunk length computes the same function (the triton kernels round
+            it to a power of two >= 16).
         cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
             the state resets at each boundary.
-        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        backend: ``"auto"``, ``"torch"`` (chunkwise, the CPU default), ``"triton"`` (float32 and
+            bfloat16; float64 stays on torch) or ``"reference"`` (the recurrent loop).
         return_state: Also return the final state ([N, ...] per sequence with ``cu_seqlens``).
 
     Returns:

@@ -64,18 +64,8 @@ def linear_attention_chunkwise(
 ) -> tuple[torch.Tensor, LinearAttentionState]:
     """Chunkwise linear attention forward; gradients come from autograd and are exact.
 
-    Args:
-        q: Queries [B, S, H, Dk] (multiplied by ``scale`` inside).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        log_decay: Log decay [B, S, H], expected ``<= 0``; None for no decay.
-        state: Initial state (S [B,H,Dk,Dv], z [B,H,Dk]) or None for zeros.
-        normalize: Divide by ``max(|(scale q)^T z|, 1)``.
-        scale: Query scale; default ``Dk**-0.5``.
-        chunk_size: Chunk length ``L``; any S works (the tail is padded).
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q`` and the final state (float32, float64 for float64).
+    ``backend="torch"``, and the float64 and empty-sequence path of ``"triton"``. Arguments as
+    :func:`biolm.kernels.linear_attention.linear_attention`; returns ``(h, final state)``.
     """
     batch, seq, heads, dk = q.shape
     dv = v.shape[-1]

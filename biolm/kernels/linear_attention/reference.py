@@ -82,19 +82,11 @@ def linear_attention_step(
     normalize: bool = False,
     scale: float | None = None,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
-    """One recurrent linear-attention step (see the module docstring for the math).
+    """One recurrent linear-attention step, the public
+    :func:`biolm.kernels.linear_attention.linear_attention_step` (torch, any device).
 
-    Args:
-        q: Queries [B, H, Dk] (unscaled; multiplied by ``scale`` here).
-        k: Keys [B, H, Dk].
-        v: Values [B, H, Dv].
-        log_decay: Log decay ``g`` [B, H], expected ``<= 0``; None for no decay.
-        state: Previous state (S [B,H,Dk,Dv], z [B,H,Dk]), or None for the zero state.
-        normalize: Divide by ``max(|(scale q)^T z|, 1)``.
-        scale: Query scale; default ``Dk**-0.5``.
-
-    Returns:
-        ``h`` [B, H, Dv] in the dtype of ``q``, and the new state (float32, float64 for float64 ``q``).
+    The arguments of :func:`biolm.kernels.linear_attention.linear_attention` for one token, without
+    the ``S`` axis; returns ``h`` [B, H, Dv] and the new state. The math is in the module docstring.
     """
     batch, heads, dk = q.shape
     dv = v.shape[-1]
@@ -126,19 +118,11 @@ def linear_attention_recurrent(
     normalize: bool = False,
     scale: float | None = None,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
-    """The recurrent form: a plain loop of :func:`linear_attention_step` over time. Slow; ground truth.
+    """The recurrent form: a plain loop of :func:`linear_attention_step` over time. Slow; the ground
+    truth (``backend="reference"``), exact in float64.
 
-    Args:
-        q: Queries [B, S, H, Dk].
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        log_decay: Log decay [B, S, H], expected ``<= 0``; None for no decay.
-        state: Initial state, or None for the zero state.
-        normalize: Divide by ``max(|(scale q)^T z|, 1)``.
-        scale: Query scale; default ``Dk**-0.5``.
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q``, and the final state.
+    Arguments as :func:`biolm.kernels.linear_attention.linear_attention` (no chunking); returns
+    ``(h, final state)``.
     """
     batch, seq, heads, dk = q.shape
     dv = v.shape[-1]

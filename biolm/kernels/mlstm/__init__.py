@@ -64,19 +64,30 @@ def mlstm(
     ``m_t = max(log_f_t + m_{t-1}, i_t)``, the memory ``C_t = exp(log_f_t + m_{t-1} - m_t) C_{t-1}
     + exp(i_t - m_t) k_t v_t^T`` (``n_t`` likewise with ``k_t``), and
     ``h_t = q_t^T C_t / (max(|q_t^T n_t|, exp(-m_t)) + 1e-6)``; no state means ``C, n, m = 0``.
-    Every backend computes this exact function, and gradients are its exact autograd gradients.
+    Every backend computes this exact function, and gradients are its exact autograd gradients (for
+    q, k, v, i, f and the initial state).
+
+    This docstring is the one description of the arguments: every other form of the op
+    (:mod:`~biolm.kernels.mlstm.reference`, :mod:`~biolm.kernels.mlstm.chunkwise`,
+    :mod:`~biolm.kernels.mlstm.triton`) takes the same tensors and documents only what differs.
+    :func:`mlstm_step` takes them for one token, without the ``S`` axis (q, k [B, H, Dk], v [B, H, Dv],
+    i, f [B, H], ``state`` positional or None) and returns ``h`` [B, H, Dv] and the new state.
 
     Args:
-        q: Queries [B, S, H, Dk]; float32, bfloat16 or float64.
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv]; Dv may differ from Dk.
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        state: Initial state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]); with ``cu_seqlens`` its batch is N.
-        chunk_size: Chunk length of the chunkwise backends.
+        q: Queries [B, S, H, Dk], unscaled (scaled by ``Dk**-0.5`` inside); float32, bfloat16 or float64.
+        k: Keys [B, S, H, Dk], dtype of ``q``.
+        v: Values [B, S, H, Dv], dtype of ``q``; Dv may differ from Dk.
+        i: Input-gate pre-activations [B, S, H] (any float dtype).
+        f: Forget-gate pre-activations [B, S, H] (any float dtype).
+        state: Initial :class:`MLSTMState` (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]), any float dtype, or
+            None for zeros; with ``cu_seqlens`` its batch is N.
+        chunk_size: Chunk length of the chunkwise backends, a speed knob only: any S works (the tail
+            is padded) and every chunk length computes the same function (the triton kernels round
+            it to a power of two >= 16).
         cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
             the state resets at each boundary.
-        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        backend: ``"auto"``, ``"torch"`` (chunkwise, the CPU default), ``"triton"`` (float32 and
+            bfloat16) or ``"reference"`` (the recurrent loop); float64 inputs always run on torch.
         return_state: Also return the final state ([N, ...] per sequence with ``cu_seqlens``).
 
     Returns:

@@ -56,19 +56,10 @@ def mlstm_chunkwise(
     Same function and same gradients as
     :func:`~biolm.kernels.mlstm.reference.mlstm_chunkwise_autograd`: the stabilizer and the
     normalizer stay in autograd, the ``L x L`` blocks and the state recurrence go through
-    :class:`~biolm.kernels.mlstm.chunkwise_backward.ChunkCore`.
+    :class:`~biolm.kernels.mlstm.chunkwise_backward.ChunkCore`. ``backend="torch"``, and every
+    backend's path for float64 inputs.
 
-    Args:
-        q: Queries [B, S, H, Dk] (scaled by ``Dk**-0.5`` inside).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        state: Initial state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]) or None for zeros.
-        chunk_size: Chunk length ``L``; any S works (the tail is padded).
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q`` and the final state (float32, float64 for float64).
+    Arguments as :func:`biolm.kernels.mlstm.mlstm`; returns ``(h, final state)``.
     """
     batch, seq, heads, dk = q.shape
     dv = v.shape[-1]

@@ -84,18 +84,10 @@ def mlstm_step(
     f: torch.Tensor,
     state: MLSTMState | None = None,
 ) -> tuple[torch.Tensor, MLSTMState]:
-    """One recurrent mLSTM step (see the module docstring for the math and the stabilizer).
+    """One recurrent mLSTM step, the public :func:`biolm.kernels.mlstm.mlstm_step` (torch, any device).
 
-    Args:
-        q: Queries [B, H, Dk] (unscaled; scaled by ``Dk**-0.5`` here).
-        k: Keys [B, H, Dk].
-        v: Values [B, H, Dv].
-        i: Input-gate pre-activations [B, H].
-        f: Forget-gate pre-activations [B, H].
-        state: Previous state, or None for the zero state.
-
-    Returns:
-        ``h`` [B, H, Dv] in the dtype of ``q``, and the new state (float32, float64 for float64 ``q``).
+    The tensors of :func:`biolm.kernels.mlstm.mlstm` for one token, without the ``S`` axis; returns
+    ``h`` [B, H, Dv] and the new state. The math and the stabilizer are in the module docstring.
     """
     batch, heads, dk = q.shape
     dv = v.shape[-1]
@@ -126,18 +118,10 @@ def mlstm_recurrent(
     f: torch.Tensor,
     state: MLSTMState | None = None,
 ) -> tuple[torch.Tensor, MLSTMState]:
-    """The recurrent form: a plain loop of :func:`mlstm_step` over time. Slow; the ground truth.
+    """The recurrent form: a plain loop of :func:`mlstm_step` over time. Slow; the ground truth
+    (``backend="reference"``), exact in float64.
 
-    Args:
-        q: Queries [B, S, H, Dk].
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        state: Initial state, or None for the zero state.
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q``, and the final state.
+    Arguments as :func:`biolm.kernels.mlstm.mlstm` (no chunking); returns ``(h, final state)``.
     """
     batch, seq, heads, dk = q.shape
     dv = v.shape[-1]
@@ -161,15 +145,7 @@ def mlstm_parallel(
     and the stabilizer is ``m_t = max(F_t + m_0, max_s D_ts)`` with ``m_0 = 0``, which is the
     recurrent ``m_t`` unrolled.
 
-    Args:
-        q: Queries [B, S, H, Dk].
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q``.
+    Tensors as :func:`biolm.kernels.mlstm.mlstm`; no state in or out: returns ``h`` only.
     """
     dk = q.shape[-1]
     seq = q.shape[1]
@@ -199,17 +175,7 @@ def mlstm_chunkwise_autograd(
     """The plain-autograd chunkwise mLSTM: slower, kept as the check of
     :func:`biolm.kernels.mlstm.chunkwise.mlstm_chunkwise` (same function, same gradients).
 
-    Args:
-        q: Queries [B, S, H, Dk] (scaled by ``Dk**-0.5`` inside).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        state: Initial state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]) or None for zeros.
-        chunk_size: Chunk length ``L``; any S works (the tail is padded).
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q`` and the final state (float32, float64 for float64).
+    Arguments as :func:`biolm.kernels.mlstm.mlstm`; returns ``(h, final state)``.
     """
     batch, seq, heads, dk = q.shape
     dv = v.shape[-1]

@@ -62,16 +62,26 @@ def slstm(
     tanh(z~)``, ``n_t`` likewise with 1 for ``tanh(z~)``, and ``h_t = sigmoid(o~) c_t / n_t``. No state
     means zeros; ``n_{t-1} == 0`` marks an empty memory, for which ``m_t = i~`` (so ``n_t >= 1`` and no
     division guard is needed). Every backend computes this exact function, and gradients are its
-    exact autograd gradients.
+    exact autograd gradients (for gates_x, R, bias and the initial state).
+
+    This docstring is the one description of the arguments: every other form of the op
+    (:mod:`~biolm.kernels.slstm.reference`, :mod:`~biolm.kernels.slstm.chunkwise`,
+    :mod:`~biolm.kernels.slstm.triton`) takes the same tensors and documents only what differs.
+    :func:`slstm_step` takes them for one token, without the ``S`` axis (``gates_x`` [B, H, 4, D];
+    ``state`` positional or None, then ``bias``) and returns ``h`` [B, H, D] and the new state.
 
     Args:
-        gates_x: Input part of the gate pre-activations [B, S, H, 4, D]; float32, bfloat16 or float64.
-        R: Recurrent weights [H, 4, D, D].
+        gates_x: Input part of the gate pre-activations [B, S, H, 4, D], gates in the order
+            (i, f, z, o) on axis 3; float32, bfloat16 or float64.
+        R: Recurrent weights [H, 4, D, D] (any float dtype); ``R[head, g]`` is [D_in, D_out]:
+            ``h_{t-1} @ R[head, g]``.
         bias: Optional gate bias [H, 4, D].
-        state: Initial state (h, c, n, m), each [B, H, D]; with ``cu_seqlens`` its batch is N.
+        state: Initial :class:`SLSTMState` (h, c, n, m), each [B, H, D], any float dtype, or None for
+            the empty state; with ``cu_seqlens`` its batch is N.
         cu_seqlens: Optional int tensor [N + 1] of cumulative offsets of packed sequences (B must be 1);
             the state resets at each boundary.
-        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"``.
+        backend: ``"auto"``, ``"torch"`` (the fused loop, the CPU default), ``"triton"`` (float32
+            and bfloat16; float64 stays on torch) or ``"reference"`` (the plain recurrent loop).
         return_state: Also return the final state ([N, H, D] per sequence with ``cu_seqlens``).
 
     Returns:

@@ -140,15 +140,8 @@ def slstm_fused(
 ) -> tuple[torch.Tensor, SLSTMState]:
     """Fused sLSTM forward with an exact hand-written backward (first order: no double backward).
 
-    Args:
-        gates_x: Input part of the gate pre-activations [B, S, H, 4, D], gates (i, f, z, o).
-        R: Recurrent weights [H, 4, D, D] (``R[head, g]`` is [D_in, D_out]: ``h_{t-1} @ R[head, g]``).
-        state: Initial state (h, c, n, m), each [B, H, D], or None for the empty state.
-        bias: Optional gate bias [H, 4, D].
-
-    Returns:
-        ``h`` [B, S, H, D] in the dtype of ``gates_x`` and the final state (float32, float64 for
-        float64 inputs).
+    ``backend="torch"``, and the float64 path of ``"triton"``. Arguments as
+    :func:`biolm.kernels.slstm.slstm`; returns ``(h, final state)``.
     """
     batch, seq, heads, _, dim = gates_x.shape
     dt = compute_dtype(gates_x.dtype)

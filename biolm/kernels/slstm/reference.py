@@ -73,16 +73,10 @@ def slstm_step(
     state: SLSTMState | None = None,
     bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SLSTMState]:
-    """One recurrent sLSTM step (see the module docstring for the math, the stabilizer and state 0).
+    """One recurrent sLSTM step, the public :func:`biolm.kernels.slstm.slstm_step` (torch, any device).
 
-    Args:
-        gates_x: Input part of the gate pre-activations [B, H, 4, D], gates in the order (i, f, z, o).
-        R: Recurrent weights [H, 4, D, D]; ``R[head, g]`` is [D_in, D_out]: ``h_{t-1} @ R[head, g]``.
-        state: Previous state (h, c, n, m), each [B, H, D], or None for the empty state.
-        bias: Optional gate bias [H, 4, D].
-
-    Returns:
-        ``h`` [B, H, D] in the dtype of ``gates_x``, and the new state (float32; float64 for float64).
+    The tensors of :func:`biolm.kernels.slstm.slstm` for one token, without the ``S`` axis; returns
+    ``h`` [B, H, D] and the new state. The math, the stabilizer and state 0 are in the module docstring.
     """
     batch, heads, _, dim = gates_x.shape
     dt = compute_dtype(gates_x.dtype)
@@ -110,16 +104,10 @@ def slstm_recurrent(
     state: SLSTMState | None = None,
     bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SLSTMState]:
-    """The recurrent form: a plain loop of :func:`slstm_step` over time. Slow; the ground truth.
+    """The recurrent form: a plain loop of :func:`slstm_step` over time. Slow; the ground truth
+    (``backend="reference"``), exact in float64.
 
-    Args:
-        gates_x: Input part of the gate pre-activations [B, S, H, 4, D], gates (i, f, z, o).
-        R: Recurrent weights [H, 4, D, D] (``R[head, g]`` is [D_in, D_out]).
-        state: Initial state (h, c, n, m), each [B, H, D], or None for the empty state.
-        bias: Optional gate bias [H, 4, D].
-
-    Returns:
-        ``h`` [B, S, H, D] in the dtype of ``gates_x``, and the final state.
+    Arguments as :func:`biolm.kernels.slstm.slstm`; returns ``(h, final state)``.
     """
     batch, seq, heads, _, dim = gates_x.shape
     dt = compute_dtype(gates_x.dtype)

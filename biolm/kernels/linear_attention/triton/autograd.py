@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from biolm.kernels.linear_attention.chunkwise import linear_attention_chunkwise
-from biolm.kernels.linear_attention.reference import LinearAttentionState, default_scale
+from biolm.kernels.linear_attention.reference import LinearAttentionState, default_scale, zero_state
 from biolm.kernels.linear_attention.triton.bwd import linear_attention_bwd
 from biolm.kernels.linear_attention.triton.fwd import linear_attention_fwd
 
@@ -63,24 +63,14 @@ def linear_attention_chunkwise_triton(
     scale: float | None = None,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
-    """Chunkwise linear attention with triton forward and backward kernels; same function as
-    :func:`~biolm.kernels.linear_attention.chunkwise.linear_attention_chunkwise`.
+    """Chunkwise linear attention with triton forward and backward kernels (``backend="triton"``);
+    same function as :func:`~biolm.kernels.linear_attention.chunkwise.linear_attention_chunkwise`,
+    with the exact gradients (through the normalizer's max).
 
-    Gradients are the exact gradients of the function (through the normalizer's max) for q, k, v,
-    log_decay and the initial state. float64 inputs and empty sequences go to the torch path.
-
-    Args:
-        q: Queries [B, S, H, Dk], float32 or bfloat16 (multiplied by ``scale`` inside).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        log_decay: Log decay [B, S, H], expected ``<= 0``; None for no decay.
-        state: Initial state (S [B,H,Dk,Dv], z [B,H,Dk]) or None for zeros.
-        normalize: Divide by ``max(|(scale q)^T z|, 1)``.
-        scale: Query scale; default ``Dk**-0.5``.
-        chunk_size: Chunk length (rounded to a power of two >= 16; the result does not depend on it).
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q`` and the final float32 state.
+    Arguments as :func:`biolm.kernels.linear_attention.linear_attention`, with ``chunk_size`` rounded
+    to a power of two >= 16. float64 inputs and empty sequences go to the torch path; other inputs
+    must be float32 or bfloat16. Returns ``(h, final state)``, the state float32 (float64 on the
+    float64 path).
     """
     batch, seq, heads, dk = q.shape
     if q.dtype == torch.float64 or seq == 0:
@@ -91,10 +81,8 @@ def linear_attention_chunkwise_triton(
         raise TypeError(f"the triton linear attention takes float32 or bfloat16 inputs; got {q.dtype}")
     dv = v.shape[-1]
     if state is None:
-        s0 = torch.zeros(batch, heads, dk, dv, dtype=torch.float32, device=q.device)
-        z0 = torch.zeros(batch, heads, dk, dtype=torch.float32, device=q.device)
-    else:
-        s0, z0 = (x.to(torch.float32).contiguous() for x in state)
+        state = zero_state(batch, heads, dk, dv, torch.float32, q.device)
+    s0, z0 = (x.to(torch.float32).contiguous() for x in state)
     q, k, v = (x.contiguous() for x in (q, k, v))
     g = None if log_decay is None else log_decay.contiguous()
     h, s_t, z_t = _LinearAttentionTriton.apply(

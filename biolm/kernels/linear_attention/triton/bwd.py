@@ -145,7 +145,7 @@ def linear_attention_bwd(
     """Launch the backward kernels (contiguous inputs; saved states from :func:`linear_attention_fwd`).
 
     Args:
-        q, k, v, log_decay: The forward inputs ([B, S, H, D] and [B, S, H] or None).
+        q, k, v, log_decay: The forward inputs (see :func:`biolm.kernels.linear_attention.linear_attention`).
         s_all, z_all: Chunk-entry states from the forward, [B, H, NC+1, ...], float32.
         dnum: Gradient of the unnormalized output, [B, S, H, Dv], float32.
         dd: Gradient of ``d_t``, [B, H, S], float32.

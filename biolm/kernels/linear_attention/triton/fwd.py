@@ -143,15 +143,11 @@ def linear_attention_fwd(
     """Launch the forward kernels on contiguous inputs (S >= 1).
 
     Args:
-        q: Queries [B, S, H, Dk], float32 or bfloat16, contiguous (unscaled).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        log_decay: Log decay [B, S, H] or None.
-        s0: Initial ``S`` [B, H, Dk, Dv], float32.
-        z0: Initial ``z`` [B, H, Dk], float32.
-        normalize: Divide by ``max(|d_t|, 1)``.
-        scale: Query scale.
-        chunk_size: Requested chunk length (rounded to a power of two >= 16; results do not depend on it).
+        q, k, v, log_decay, normalize, chunk_size: As in
+            :func:`biolm.kernels.linear_attention.linear_attention`; q, k, v float32 or bfloat16, all
+            contiguous.
+        s0, z0: The initial state's S and z, float32 and contiguous.
+        scale: The query scale itself (no None).
 
     Returns:
         ``h`` [B, S, H, Dv] in the dtype of ``q``; the states entering each chunk plus the final one,

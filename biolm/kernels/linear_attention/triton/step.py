@@ -10,6 +10,7 @@ from biolm.kernels.linear_attention.reference import (
     LinearAttentionState,
     default_scale,
     linear_attention_step,
+    zero_state,
 )
 from biolm.kernels.mlstm.triton.common import alloc, padded
 
@@ -57,22 +58,11 @@ def linear_attention_step_triton(
     normalize: bool = False,
     scale: float | None = None,
 ) -> tuple[torch.Tensor, LinearAttentionState]:
-    """One fused step: the function of :func:`biolm.kernels.linear_attention.linear_attention_step`.
+    """One fused step; same function and arguments as
+    :func:`biolm.kernels.linear_attention.linear_attention_step`.
 
-    Forward only (generation): no autograd graph is recorded through the kernel. float64 inputs go to
-    the torch step.
-
-    Args:
-        q: Queries [B, H, Dk], float32 or bfloat16 (unscaled; multiplied by ``scale`` here).
-        k: Keys [B, H, Dk].
-        v: Values [B, H, Dv].
-        log_decay: Log decay [B, H] or None for no decay.
-        state: Previous state (S [B,H,Dk,Dv], z [B,H,Dk]) or None for zeros.
-        normalize: Divide by ``max(|(scale q)^T z|, 1)``.
-        scale: Query scale; default ``Dk**-0.5``.
-
-    Returns:
-        ``h`` [B, H, Dv] in the dtype of ``q`` and the new float32 state.
+    float32 or bfloat16 inputs (float64 goes to the torch step); the new state is float32. Forward
+    only (generation): no autograd graph is recorded through the kernel.
     """
     if q.dtype == torch.float64:
         return linear_attention_step(
@@ -82,10 +72,8 @@ def linear_attention_step_triton(
     dv = v.shape[-1]
     dev = q.device
     if state is None:
-        s0 = torch.zeros(batch, heads, dk, dv, dtype=torch.float32, device=dev)
-        z0 = torch.zeros(batch, heads, dk, dtype=torch.float32, device=dev)
-    else:
-        s0, z0 = (x.detach().to(torch.float32).contiguous() for x in state)
+        state = zero_state(batch, heads, dk, dv, torch.float32, dev)
+    s0, z0 = (x.detach().to(torch.float32).contiguous() for x in state)
     h = alloc((batch, heads, dv), q.dtype, dev)
     s1 = alloc((batch, heads, dk, dv), torch.float32, dev)
     z1 = alloc((batch, heads, dk), torch.float32, dev)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from biolm.kernels.mlstm.reference import EPS, MLSTMState, inv_normalizer
+from biolm.kernels.mlstm.reference import EPS, MLSTMState, inv_normalizer, zero_state
 from biolm.kernels.mlstm.triton.bwd import mlstm_bwd
 from biolm.kernels.mlstm.triton.fwd import mlstm_fwd
 
@@ -108,34 +108,19 @@ def mlstm_chunkwise_triton(
     state: MLSTMState | None = None,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, MLSTMState]:
-    """Chunkwise mLSTM with triton forward and backward kernels; same function as ``mlstm_chunkwise``.
+    """Chunkwise mLSTM with triton forward and backward kernels (``backend="triton"``); same function
+    as ``mlstm_chunkwise``, with the exact gradients (through the normalizer's max and the stabilizer).
 
-    Gradients are the exact gradients of the function (through the normalizer's max and the
-    stabilizer), for q, k, v, i, f and the initial state.
-
-    Args:
-        q: Queries [B, S, H, Dk], float32 or bfloat16 (scaled by ``Dk**-0.5`` inside).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        state: Initial state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]) or None for zeros.
-        chunk_size: Chunk length (rounded to a power of two >= 16; the result does not depend on it).
-
-    Returns:
-        ``h`` [B, S, H, Dv] in the dtype of ``q`` and the final float32 state.
+    Arguments as :func:`biolm.kernels.mlstm.mlstm`, but float32 or bfloat16 only (the public op keeps
+    float64 on torch) and ``chunk_size`` rounded to a power of two >= 16. Returns ``(h, final state)``,
+    the state always float32.
     """
     if q.dtype not in (torch.float32, torch.bfloat16):
         raise TypeError(f"the triton mLSTM takes float32 or bfloat16 inputs; got {q.dtype}")
     batch, _, heads, dk = q.shape
     dv = v.shape[-1]
     if state is None:
-        z = dict(dtype=torch.float32, device=q.device)
-        state = MLSTMState(
-            torch.zeros(batch, heads, dk, dv, **z),
-            torch.zeros(batch, heads, dk, **z),
-            torch.zeros(batch, heads, **z),
-        )
+        state = zero_state(batch, heads, dk, dv, torch.float32, q.device)
     c0, n0, m0 = (s.to(torch.float32).contiguous() for s in state)
     q, k, v, i, f = (x.contiguous() for x in (q, k, v, i, f))
     h, c_t, n_t, m_t = _MLSTMTriton.apply(q, k, v, i, f, c0, n0, m0, int(chunk_size))

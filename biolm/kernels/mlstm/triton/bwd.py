@@ -242,7 +242,7 @@ def mlstm_bwd(
     """Launch the backward kernels (contiguous inputs; saved forward states from :func:`mlstm_fwd`).
 
     Args:
-        q, k, v, i, f: The forward inputs ([B, S, H, D] and [B, S, H]).
+        q, k, v, i, f: The forward inputs (see :func:`biolm.kernels.mlstm.mlstm`).
         c_all, n_all, m_all: Chunk-entry states from the forward, [B, H, NC+1, ...], float32.
         dh: Gradient of the output ``h`` [B, S, H, Dv] (any float dtype).
         r: The forward's ``1 / normalizer`` per step [B, H, S], float32 (``dnum = dh * r``).

@@ -171,15 +171,9 @@ def mlstm_fwd(
     """Launch the forward kernels on contiguous inputs.
 
     Args:
-        q: Queries [B, S, H, Dk], float32 or bfloat16, contiguous (unscaled).
-        k: Keys [B, S, H, Dk].
-        v: Values [B, S, H, Dv].
-        i: Input-gate pre-activations [B, S, H].
-        f: Forget-gate pre-activations [B, S, H].
-        c0: Initial memory [B, H, Dk, Dv], float32.
-        n0: Initial normalizer [B, H, Dk], float32.
-        m0: Initial stabilizer [B, H], float32.
-        chunk_size: Requested chunk length (rounded to a power of two >= 16; results do not depend on it).
+        q, k, v, i, f, chunk_size: As in :func:`biolm.kernels.mlstm.mlstm`; float32 or bfloat16,
+            contiguous.
+        c0, n0, m0: The initial state's C, n, m, float32 and contiguous.
         out: Optional preallocated ``h`` [B, S, H, Dv] in the dtype of ``q``.
 
     Returns:

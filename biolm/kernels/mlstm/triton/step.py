@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from biolm.kernels.mlstm.reference import MLSTMState
+from biolm.kernels.mlstm.reference import MLSTMState, zero_state
 from biolm.kernels.mlstm.triton.common import EPS, LOG_EPS, alloc, inv_normalizer, logsigmoid, padded
 
 
@@ -55,30 +55,17 @@ def mlstm_step_triton(
     f: torch.Tensor,
     state: MLSTMState | None = None,
 ) -> tuple[torch.Tensor, MLSTMState]:
-    """One fused mLSTM step; same function as :func:`biolm.kernels.mlstm.reference.mlstm_step`.
+    """One fused mLSTM step; same function and arguments as :func:`biolm.kernels.mlstm.mlstm_step`.
 
-    Forward only (generation): no autograd graph is recorded through the kernel.
-
-    Args:
-        q: Queries [B, H, Dk], float32 or bfloat16 (unscaled; scaled by ``Dk**-0.5`` here).
-        k: Keys [B, H, Dk].
-        v: Values [B, H, Dv].
-        i: Input-gate pre-activations [B, H].
-        f: Forget-gate pre-activations [B, H].
-        state: Previous state (C [B,H,Dk,Dv], n [B,H,Dk], m [B,H]) or None for zeros.
-
-    Returns:
-        ``h`` [B, H, Dv] in the dtype of ``q`` and the new float32 state.
+    float32 or bfloat16 inputs; the new state is float32. Forward only (generation): no autograd graph
+    is recorded through the kernel.
     """
     batch, heads, dk = q.shape
     dv = v.shape[-1]
     dev = q.device
     if state is None:
-        c0 = torch.zeros(batch, heads, dk, dv, dtype=torch.float32, device=dev)
-        n0 = torch.zeros(batch, heads, dk, dtype=torch.float32, device=dev)
-        m0 = torch.zeros(batch, heads, dtype=torch.float32, device=dev)
-    else:
-        c0, n0, m0 = (s.detach().to(torch.float32).contiguous() for s in state)
+        state = zero_state(batch, heads, dk, dv, torch.float32, dev)
+    c0, n0, m0 = (s.detach().to(torch.float32).contiguous() for s in state)
     h = alloc((batch, heads, dv), q.dtype, dev)
     c1 = alloc((batch, heads, dk, dv), torch.float32, dev)
     n1 = alloc((batch, heads, dk), torch.float32, dev)

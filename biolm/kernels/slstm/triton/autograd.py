@@ -51,19 +51,13 @@ def slstm_triton(
     bias: torch.Tensor | None = None,
     block: int | None = None,
 ) -> tuple[torch.Tensor, SLSTMState]:
-    """Fused recurrent sLSTM with triton forward and backward kernels; the function of ``slstm_fused``.
+    """Fused recurrent sLSTM with triton forward and backward kernels (``backend="triton"``); the
+    function of ``slstm_fused``.
 
-    Float64 inputs go to the torch path (``slstm_fused``): the kernels compute in float32.
-
-    Args:
-        gates_x: Input part of the gate pre-activations [B, S, H, 4, D], float32 or bfloat16.
-        R: Recurrent weights [H, 4, D, D] (``R[head, g]`` is [D_in, D_out]: ``h_{t-1} @ R[head, g]``).
-        state: Initial state (h, c, n, m), each [B, H, D], or None for the empty state.
-        bias: Optional gate bias [H, 4, D].
-        block: Output features per block inside the kernels (a tuning knob; results do not depend on it).
-
-    Returns:
-        ``h`` [B, S, H, D] in the dtype of ``gates_x`` and the final float32 state.
+    Arguments as :func:`biolm.kernels.slstm.slstm`, plus ``block``: output features per block inside
+    the kernels (a tuning knob; results do not depend on it). Float64 inputs and empty sequences go
+    to the torch path (``slstm_fused``): the kernels compute in float32. Returns ``(h, final state)``,
+    the state float32.
     """
     if gates_x.dtype == torch.float64 or gates_x.shape[1] == 0:
         return slstm_fused(gates_x, R, state=state, bias=bias)

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from biolm.kernels.mlstm.triton.common import alloc, logsigmoid, padded
-from biolm.kernels.slstm.triton.fwd import block_out, gate_pre, tanh
+from biolm.kernels.slstm.triton.fwd import block_out, gate_pre, launch_options, tanh
 
 
 @triton.jit
@@ -136,12 +136,10 @@ def slstm_bwd(
     carry[:, :, 0, :dim] = dc_t
     carry[:, :, 1, :dim] = dn_t
     carry[:, :, 2, :dim] = dm_t
-    # num_stages=1: steps talk through global memory (barrier-ordered stores, then loads); triton's
-    # software pipelining would prefetch the next step's loads ahead of this step's stores. On an H100
-    # (D=128, 8 warps) that gave wrong gradients in some (batch, head) programs.
+    # num_stages=1 (see launch_options): the steps talk through global memory.
     _slstm_bwd_kernel[(batch * heads,)](
         pre, R, h_all, c_all, n_all, m_all, dh, d_pre, carry,
-        seq, heads, dim, dp, bj, num_warps=4 if dp * bj <= 2048 else 8, num_stages=1,
+        seq, heads, dim, dp, bj, **launch_options(dp, bj),
     )  # fmt: skip
     dc0, dn0, dm0, dh0 = carry[..., :dim].unbind(2)
     return d_pre, dh0, dc0, dn0, dm0

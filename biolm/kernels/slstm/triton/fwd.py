@@ -105,6 +105,14 @@ def block_out(dim_p: int, block: int | None) -> int:
     return min(dim_p, triton.next_power_of_2(block or 32))
 
 
+def launch_options(dim_p: int, block: int) -> dict:
+    """``num_warps`` and ``num_stages`` of the forward and the backward kernel."""
+    # num_stages=1: steps talk through global memory (barrier-ordered stores, then loads); triton's
+    # software pipelining would prefetch the next step's loads ahead of this step's stores. On an H100
+    # (D=128, 8 warps) that gave wrong gradients in some (batch, head) programs.
+    return dict(num_warps=4 if dim_p * block <= 2048 else 8, num_stages=1)
+
+
 def slstm_fwd(
     gx: torch.Tensor,
     R: torch.Tensor,
@@ -118,10 +126,9 @@ def slstm_fwd(
     """Run the forward kernel.
 
     Args:
-        gx: Gate inputs [B, S, H, 4, D], float32 or bfloat16, contiguous.
-        R: Recurrent weights [H, 4, D, D], float32, contiguous.
-        bias: Gate bias [H, 4, D], float32, or None.
-        h0: Initial states, each [B, H, D] float32 (likewise c0, n0, m0).
+        gx, R, bias: ``gates_x``, ``R`` and ``bias`` of :func:`biolm.kernels.slstm.slstm`; ``gx``
+            float32 or bfloat16, ``R`` and ``bias`` (or None) float32; all contiguous.
+        h0, c0, n0, m0: The initial state, each [B, H, D] float32.
         block: Output-feature block size (None: the default).
 
     Returns:
@@ -135,11 +142,9 @@ def slstm_fwd(
         buf[:, :, 0] = init
     dp = padded(dim)
     bj = block_out(dp, block)
-    # num_stages=1: steps talk through global memory (barrier-ordered stores, then loads); triton's
-    # software pipelining would prefetch the next step's loads ahead of this step's stores. On an H100
-    # (D=128, 8 warps) that gave wrong gradients in some (batch, head) programs.
+    # num_stages=1 (see launch_options): the steps talk through global memory.
     _slstm_fwd_kernel[(batch * heads,)](
         gx, R, R if bias is None else bias, pre, *states,
-        seq, heads, dim, dp, bj, bias is not None, num_warps=4 if dp * bj <= 2048 else 8, num_stages=1,
+        seq, heads, dim, dp, bj, bias is not None, **launch_options(dp, bj),
     )  # fmt: skip
     return pre, *states
