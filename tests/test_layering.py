@@ -18,9 +18,10 @@ ALLOWED = {
     "tokenizers": {"io"},
     "models": {"kernels", "tokenizers", "io"},
     "data": {"io", "tokenizers"},
-    "tasks": {"io", "tokenizers", "data", "models", "kernels", "configs"},
-    "inference": {"io", "tokenizers", "data", "models", "kernels"},
-    "evaluation": {"io", "tokenizers", "data", "models", "kernels", "tasks", "inference", "configs"},
+    "domains": {"io", "tokenizers", "data"},
+    "tasks": {"io", "tokenizers", "data", "domains", "models", "kernels", "configs"},
+    "inference": {"io", "tokenizers", "data", "domains", "models", "kernels"},
+    "evaluation": {"io", "tokenizers", "data", "domains", "models", "kernels", "tasks", "inference", "configs"},
 }
 
 

@@ -111,15 +111,16 @@ def run(args: argparse.Namespace) -> int:
         args.num, args.max_new_tokens, args.batch_size, args.temperature, args.top_k, args.top_p,
         args.min_p, args.seed, args.prompt, args.context, args.infill, args.token_budget, args.column,
     )  # fmt: skip
+    from biolm.domains import domain_of
     from biolm.inference.pipeline import generate, write_samples
-    from biolm.io.outputs import FASTA, SMILES, Inputs, check_file_output, is_stdout
+    from biolm.io.outputs import Inputs, check_file_output, is_stdout
     from biolm.models.io import load
 
     model = load(args.model_dir, device=args.device)
+    domain = domain_of(model.tokenizer)
     # Before sampling: the output may not be an input (the model's files, --context), a directory or
     # a file of another format.
-    kind = SMILES if model.tokenizer.kind == "smiles" else FASTA
-    check_file_output(args.output, kind, Inputs.of(args.model_dir, args.context))
+    check_file_output(args.output, domain.output, Inputs.of(args.model_dir, args.context))
     # With the samples on standard output, what is said about them goes to stderr.
     say = functools.partial(print, file=sys.stderr if is_stdout(args.output) else sys.stdout)
     result = generate(
@@ -152,6 +153,5 @@ def run(args: argparse.Namespace) -> int:
 
         say(format_counts(result.counts))
     write_samples(result, args.output)
-    noun = "molecules" if result.kind == "smiles" else "sequences"
-    say(f"wrote {len(result.sequences):,} {noun} to {args.output}")
+    say(f"wrote {len(result.sequences):,} {domain.sample_noun} to {args.output}")
     return 0

@@ -69,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
 
 def describe_model(path: Path) -> list[tuple[str, str]]:
     """(label, text) rows describing the model directory `path`, loaded (and so checked) on the CPU."""
+    from biolm.domains import domain_of
     from biolm.models.io import WEIGHTS_FILE, load
 
     model = load(path)
     config, tokenizer = model.config, model.tokenizer
+    domain = domain_of(tokenizer)
     modes = [
         name
         for name, on in [("bidirectional", config.bidirectional), ("RC-equivariant", config.rc_equivariant)]
@@ -87,7 +89,7 @@ def describe_model(path: Path) -> list[tuple[str, str]]:
         f"{config.n_layers} of pattern {config.pattern!r}, d_model {config.d_model}, {config.num_heads} heads"
     )
     return [
-        ("domain", f"{tokenizer.kind} ({tokenizer.vocab_size} tokens)"),
+        ("domain", f"{domain.name} ({tokenizer.vocab_size} tokens)"),
         ("blocks", blocks),
         ("parameters", f"{model.num_parameters():,}"),
         ("use", use),

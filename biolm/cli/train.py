@@ -6,9 +6,6 @@ import argparse
 import os
 from pathlib import Path
 
-# Kept literal (not imported from biolm.tasks.domains) so that `biolm --help` does not import torch.
-DOMAINS = ("dna", "protein", "chem")
-
 DESCRIPTION = """\
 Train a language model. With no other argument, `biolm train dna` trains a small mLSTM model on the
 built-in C. diphtheriae genome (about ten minutes on a laptop CPU) and writes runs/dna/: the
@@ -40,7 +37,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("domain", choices=DOMAINS, help="which kind of sequences")
+    # biolm.domains imports neither torch nor RDKit: `biolm --help` stays fast.
+    from biolm import domains
+
+    parser.add_argument(
+        "domain",
+        type=_domain_name,
+        metavar="{" + ",".join(domains.names()) + "}",
+        help="which kind of sequences: " + ", ".join(f"{d.name} ({d.title})" for d in domains.registered()),
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     parser.add_argument("--config", type=Path, help="a YAML config instead of the packaged default")
     parser.add_argument(
@@ -52,6 +57,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     # Readers name their arguments; a training run sets them through config keys.
     parser.set_defaults(run=run, argument_flags={"smiles_column": "data.smiles_column"})
+
+
+def _domain_name(text: str) -> str:
+    """A domain's name from what the user typed (its name or an alias such as `smiles`)."""
+    from biolm.domains import get_domain
+    from biolm.errors import InputError
+
+    try:
+        return get_domain(text).name
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{config_path}: config file not found")
     config = load_config(config_path, args.overrides)
     to_train_config(config)  # every value checked before Lightning is imported (seconds)
-    from biolm.tasks.ranks import is_rank_zero
+    from biolm.data.ranks import is_rank_zero
     from biolm.tasks.runner import format_summary, train
 
     summary = train(config, args.domain, resume_dir=args.resume, progress=not args.no_progress)

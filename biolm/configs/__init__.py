@@ -17,10 +17,18 @@ CONFIG_DIR = Path(__file__).parent
 
 
 def packaged_config(domain: str, name: str = "default") -> Path:
-    """Path of a packaged config, e.g. `packaged_config("dna")` -> `configs/dna/default.yaml`."""
-    path = CONFIG_DIR / domain / f"{name}.yaml"
+    """Path of a domain's packaged config, e.g. `packaged_config("dna")` -> `configs/dna/default.yaml`
+    (a domain may keep its configs elsewhere: `biolm.domains.Domain.config_dir`)."""
+    from biolm.domains import get_domain
+
+    try:
+        found = get_domain(domain)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    folder = found.config_dir or CONFIG_DIR / found.name
+    path = folder / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in (CONFIG_DIR / domain).glob("*.yaml"))
+        available = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ConfigError(f"no config {name!r} for {domain!r}; available: {', '.join(available) or 'none'}")
     return path
 

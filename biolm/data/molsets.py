@@ -1,6 +1,7 @@
 """Molecule-set packing for in-context training: molecules of one set share an example.
 
-A packed example holds k molecules of one set (e.g. the actives of one target):
+A packed example holds k molecules of one set (e.g. the actives of one target), laid out by
+`biolm.data.layout` (the one in-context layout):
 
     input_ids     <bos> m1 .. <sep> m2 .. <sep> .. mk .. <eos>
     position_ids  0     1 ..  0     1 ..  0     .. 1  .. n_k+1
@@ -23,46 +24,17 @@ from torch.utils.data import Dataset
 
 from biolm.data.chem import MoleculeSet
 from biolm.data.chem_dataset import IGNORE_INDEX, MoleculeEncoder, example_seed
+from biolm.data.layout import DEFAULT_LAYOUT, Layout
 
 
-def pack_greedy(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Consecutive runs of molecules, each as long as fits in `budget` tokens.
-
-    Args:
-        lengths: token count of each molecule (without specials); each must satisfy n + 2 <= budget.
-
-    Returns:
-        Lists of indices into `lengths`, in order, covering every index once.
-    """
-    packs: list[list[int]] = []
-    current: list[int] = []
-    used = 1  # <bos>
-    for index, n in enumerate(lengths):
-        if current and used + n + 1 > budget:
-            packs.append(current)
-            current, used = [], 1
-        current.append(index)
-        used += n + 1  # the molecule and its <sep> or final <eos>
-    if current:
-        packs.append(current)
-    return packs
-
-
-def packed_example(molecules: Sequence[np.ndarray], bos_id: int, sep_id: int, eos_id: int) -> dict:
+def packed_example(molecules: Sequence[np.ndarray], layout: Layout = DEFAULT_LAYOUT) -> dict:
     """`input_ids`, `labels`, `position_ids` [L] for molecules packed as in the module docstring."""
-    ids: list[np.ndarray] = []
-    positions: list[np.ndarray] = []
-    for i, mol in enumerate(molecules):
-        ids += [np.array([bos_id if i == 0 else sep_id]), mol]
-        positions.append(np.arange(len(mol) + 1))
-    ids.append(np.array([eos_id]))
-    positions.append(np.array([len(molecules[-1]) + 1]))
-    full = np.concatenate(ids).astype(np.int64)
-    labels = np.concatenate([full[1:], [IGNORE_INDEX]]).astype(np.int64)
+    stream = layout.closed(molecules)
+    labels = np.concatenate([stream.ids[1:], [IGNORE_INDEX]]).astype(np.int64)
     return {
-        "input_ids": torch.from_numpy(full),
+        "input_ids": torch.from_numpy(stream.ids),
         "labels": torch.from_numpy(labels),
-        "position_ids": torch.from_numpy(np.concatenate(positions).astype(np.int64)),
+        "position_ids": torch.from_numpy(stream.positions),
     }
 
 
@@ -121,7 +93,7 @@ class PackedSets(Dataset):
             for m in order:
                 seed = example_seed(self.seed, epoch, set_index, int(m)) if self.randomize else None
                 encoded.append(self.encoder.training_ids(molecules.smiles[m], seed))
-            for pack in pack_greedy([len(e) for e in encoded], self.encoder.max_tokens):
+            for pack in DEFAULT_LAYOUT.runs([len(e) for e in encoded], self.encoder.max_tokens):
                 packs.append([encoded[i] for i in pack])
         if self.train:
             shuffle = np.random.default_rng([self.seed, epoch]).permutation(len(packs))
@@ -131,5 +103,4 @@ class PackedSets(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         packs = self.packs()
-        tok = self.encoder.tokenizer
-        return packed_example(packs[index % len(packs)], tok.bos_id, tok.sep_id, tok.eos_id)
+        return packed_example(packs[index % len(packs)])

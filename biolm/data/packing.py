@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from biolm.data.layout import DEFAULT_LAYOUT, Layout
 from biolm.errors import ConfigError
-from biolm.tokenizers.base import BOS_ID, EOS_ID, PAD_ID, SEP_ID
+from biolm.tokenizers.base import PAD_ID
 
 IGNORE_INDEX = -100
 
@@ -112,12 +113,11 @@ def next_token_example(
 
 
 def pack_members(
-    members: Sequence[np.ndarray], budget: int, loss_after_members: int = 0
+    members: Sequence[np.ndarray], budget: int, loss_after_members: int = 0, layout: Layout = DEFAULT_LAYOUT
 ) -> tuple[dict[str, torch.Tensor], int]:
-    """In-context packing: `<bos> m1 <sep> m2 <sep> ... mk <eos>` for as many members as fit.
+    """In-context packing: as many members as fit, laid out by `layout` (`biolm.data.layout`:
+    `<bos> m1 <sep> m2 <sep> ... mk <eos>`, positions restarting on each delimiter).
 
-    Each member's segment starts at its delimiter (`<bos>` or `<sep>`), and `position_ids` restart at
-    0 there, so a residue's position is its position in its own protein (1-based after the delimiter).
     The first member is cropped to fit if it alone exceeds the budget; later members are whole or left
     out. The loss is on the tokens that a segment predicts (its residues and the delimiter that ends
     it), only for segments `loss_after_members` and later.
@@ -126,26 +126,19 @@ def pack_members(
         members: [L_j] residue ids of each member, in packing order.
         budget: maximum example length S (inputs and labels).
         loss_after_members: k; no loss on the first k members (their tokens are context only).
+        layout: the in-context layout.
 
     Returns:
         The example ([S'] tensors, S' <= budget, with `position_ids`) and the number of members packed.
     """
-    pieces, positions, segment, used = [], [], [], 0
-    for j, member in enumerate(members):
-        room = budget + 1 - used - 2  # the delimiter before and the <eos> (or next <sep>) after
-        if len(member) > room:
-            if j > 0:
-                break
-            member = member[: max(room, 0)]
-        pieces += [[BOS_ID if j == 0 else SEP_ID], member]
-        positions.append(np.arange(len(member) + 1))
-        segment.append(np.full(len(member) + 1, j))
-        used += len(member) + 1
-    count = len(segment)
-    tokens = np.concatenate([np.asarray(p, dtype=np.int64) for p in pieces] + [np.array([EOS_ID])])
-    position_ids = np.concatenate([*positions, [0]])
-    segment_ids = np.concatenate([*segment, [count]])
-    return next_token_example(tokens, segment_ids >= loss_after_members, position_ids), count
+    # The example's inputs are the stream less its last token: a stream of budget + 1 tokens fills it.
+    stream_budget = budget + 1
+    members = list(members)
+    if members and layout.stream_tokens([len(members[0])]) > stream_budget:
+        members[0] = members[0][: max(stream_budget - layout.stream_tokens([0]), 0)]
+    count = len(layout.choose([len(m) for m in members], stream_budget))
+    stream = layout.closed(members[:count])
+    return next_token_example(stream.ids, stream.members >= loss_after_members, stream.positions), count
 
 
 def pad_batch(examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

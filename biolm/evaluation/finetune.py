@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from biolm.domains import REVERSE_COMPLEMENT, domain_of
 from biolm.errors import ConfigError
 from biolm.evaluation.head_init import probe_as_linear, set_head
 from biolm.models import BioLM
@@ -83,8 +84,8 @@ def finetune(
     if head_init == "probe" and head != "linear":
         raise ConfigError("a probe start (head_init 'probe') needs the linear head, not 'mlp'")
     tok = backbone.tokenizer
-    if rc_augment and tok.kind != "dna":
-        raise ConfigError(f"rc_augment needs a DNA model; this one reads {tok.kind}")
+    if rc_augment and not domain_of(tok).supports(REVERSE_COMPLEMENT):
+        raise ConfigError(f"rc_augment needs a DNA model; this one reads {domain_of(tok).title}")
     y_train = np.asarray(train[1])
     mean, sd = (
         (0.0, 1.0) if task == "classification" else (float(y_train.mean()), float(y_train.std() or 1.0))

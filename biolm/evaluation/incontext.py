@@ -1,7 +1,7 @@
 """In-context gain: how much a causal model's prediction of a held-out member of a set (a protein
 family, a molecule set) improves with the number of other members read before it.
 
-The prompt is the layout of in-context training (`biolm.data.packing.pack_members`):
+The prompt is the layout of in-context training (`biolm.data.layout`):
 `<bos> m1 <sep> ... mk <sep>`, positions restarting at 0 on each delimiter, then the scored member at
 positions 1, 2, ... For one context order, the prompts of every size k are prefixes of each other, so
 the context is read once, in pieces, and every held-out member is scored from the state after k
@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from biolm.data.layout import DEFAULT_LAYOUT, Layout
 from biolm.inference.decoding import repeat_state
 from biolm.inference.generate import check_can_generate
 from biolm.models import BioLM
-from biolm.tokenizers.base import BOS_ID, PAD_ID, SEP_ID
+from biolm.tokenizers.base import PAD_ID
 
 DEFAULT_SIZES = (0, 1, 2, 4, 8, 16, 32, 64)
 
@@ -39,19 +40,16 @@ def split_members(name: str, n: int, held_out: int, seed: int) -> tuple[np.ndarr
     return order[:count], order[count:]
 
 
-def context_chunks(members: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids, positions) of `<bos>`, then of each member followed by its `<sep>`; their concatenation
-    over the first k + 1 chunks is the k-member prompt of `pack_members([*members[:k], []])`."""
-    chunks = [(np.array([BOS_ID]), np.array([0]))]
-    for member in members:
-        ids = np.concatenate([np.asarray(member, dtype=np.int64), [SEP_ID]])
-        chunks.append((ids, np.concatenate([np.arange(1, len(member) + 1), [0]])))
-    return chunks
-
-
 @torch.no_grad()
 def score_targets(
-    model: BioLM, state, logits: torch.Tensor, targets: Sequence[np.ndarray], batch_rows: int = 32
+    model: BioLM,
+    state,
+    logits: torch.Tensor,
+    targets: Sequence[np.ndarray],
+    batch_rows: int = 32,
+    *,
+    layout: Layout = DEFAULT_LAYOUT,
+    prompt_tokens: int = 0,
 ):
     """[T] summed NLL (nats, float64) of each target member read after a prompt.
 
@@ -59,8 +57,11 @@ def score_targets(
         model: a causal `BioLM`.
         state: the model state after the prompt (batch 1).
         logits: [vocab] next-token logits after the prompt's last token.
-        targets: [L_t] token ids of each member (L_t >= 1), scored at positions 1..L_t.
+        targets: [L_t] token ids of each member (L_t >= 1), scored at the positions of the member the
+            prompt opens (`Layout.next_positions`: 1..L_t in biolm's layout).
         batch_rows: members scored together.
+        layout: the in-context layout; prompt_tokens: the prompt's length (for layouts whose positions
+            run on through the stream).
     """
     device = next(model.parameters()).device
     out = np.zeros(len(targets))
@@ -70,7 +71,7 @@ def score_targets(
         ids = torch.full((n, width), PAD_ID, dtype=torch.long)
         for r, t in enumerate(rows):
             ids[r, : len(t)] = torch.as_tensor(np.asarray(t, dtype=np.int64))
-        positions = torch.arange(1, width + 1).expand(n, width)
+        positions = torch.from_numpy(layout.next_positions(prompt_tokens, width)).expand(n, width)
         batch_state = repeat_state(state, n)
         # Right padding cannot change earlier positions of a causal model; padded targets are masked.
         step = model(ids.to(device), state=batch_state, position_ids=positions.to(device)).logits
@@ -104,22 +105,22 @@ def nll_by_context_size(
     if any(k < 0 or k > len(context) for k in sizes):
         raise ValueError(f"context sizes {list(sizes)} outside 0..{len(context)}")
     device = next(model.parameters()).device
-    chunks = context_chunks(context)
+    chunks = DEFAULT_LAYOUT.chunks(context)
     nll = np.zeros((len(sizes), len(targets)))
     lengths = np.zeros(len(sizes), dtype=np.int64)
     state, logits, read, length = None, None, -1, 0  # read: context members in the state (-1: none)
     for index in np.argsort(sizes, kind="stable"):
         k = int(sizes[index])
         if k > read:
-            ids = np.concatenate([c[0] for c in chunks[read + 1 : k + 1]])
-            positions = np.concatenate([c[1] for c in chunks[read + 1 : k + 1]])
+            ids = np.concatenate([c.ids for c in chunks[read + 1 : k + 1]])
+            positions = np.concatenate([c.positions for c in chunks[read + 1 : k + 1]])
             out = model(
                 torch.from_numpy(ids)[None].to(device),
                 state=state,
                 position_ids=torch.from_numpy(positions)[None].to(device),
             )
             state, logits, read, length = out.state, out.logits[0, -1].float(), k, length + len(ids)
-        nll[index] = score_targets(model, state, logits, targets)
+        nll[index] = score_targets(model, state, logits, targets, prompt_tokens=length)
         lengths[index] = length
     return nll, lengths
 
@@ -239,9 +240,9 @@ def gain_curve(
 
 
 def prompt_ids(members: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(ids [N], positions [N]) of the prompt `<bos> m1 <sep> ... mk <sep>` that opens member k + 1."""
-    chunks = context_chunks(members)
-    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+    """TEMPORARY (until generation_common uses the layout): (ids, positions) of the prompt of `members`."""
+    prompt = DEFAULT_LAYOUT.prompt(members)
+    return prompt.ids, prompt.positions
 
 
 def derived_seed(seed: int, name: str, *numbers: int) -> int:

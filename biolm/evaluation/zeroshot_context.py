@@ -1,6 +1,6 @@
 """Homolog-conditioned zero-shot scores: a causal model reads homologs of the wild type first.
 
-The context is the in-context training layout (`biolm.data.packing.pack_members`):
+The context is the in-context training layout (`biolm.data.layout`):
 `<bos> h1 <sep> h2 <sep> ... hk <sep>`, positions restarting at 0 on each delimiter, and every variant
 is then read as the next member. The homologs come from an MSA (A3M, aligned FASTA or Stockholm,
 gzip fine), gaps removed, in a seeded random order, as many as fit a token budget; copies of the wild
@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.domains import HOMOLOG_CONTEXT, domain_of
 from biolm.errors import ArgumentError, InputError
-from biolm.evaluation.incontext import context_chunks, score_targets
+from biolm.evaluation.incontext import score_targets
 from biolm.evaluation.zeroshot import encode_sequence, marginal_scores, mutated_positions
 from biolm.inference.decoding import repeat_state
 from biolm.io.dms import Scan
@@ -170,15 +172,9 @@ def draw_context(homologs: Homologs, options: ContextOptions, replicate: int) ->
     filled. The same seed gives the same context.
     """
     order = np.random.default_rng(options.seed + replicate).permutation(len(homologs.ids))
-    chosen, used = [], 1  # <bos>; each homolog costs its residues and its <sep>
-    for i in order:
-        if options.max_members is not None and len(chosen) >= options.max_members:
-            break
-        cost = len(homologs.ids[i]) + 1
-        if used + cost <= options.token_budget:
-            chosen.append(homologs.ids[i])
-            used += cost
-    return chosen
+    lengths = [len(homologs.ids[i]) for i in order]
+    taken = DEFAULT_LAYOUT.choose(lengths, options.token_budget, options.max_members, skip_long=True)
+    return [homologs.ids[order[j]] for j in taken]
 
 
 @torch.no_grad()
@@ -189,9 +185,8 @@ def prefill(model: BioLM, members: list[np.ndarray], piece_tokens: int = DEFAULT
     one pass (the kernels' state-passing contract) with memory bounded by the piece.
     """
     device = next(model.parameters()).device
-    chunks = context_chunks(members)
-    ids = np.concatenate([c[0] for c in chunks])
-    positions = np.concatenate([c[1] for c in chunks])
+    prompt = DEFAULT_LAYOUT.prompt(members)
+    ids, positions = prompt.ids, prompt.positions
     state, logits = None, None
     for start in range(0, len(ids), piece_tokens):
         piece = slice(start, start + piece_tokens)
@@ -244,9 +239,10 @@ def check_context_model(model: BioLM, score: str) -> None:
             "context before the sequence",
             "context",
         )
-    if getattr(model.tokenizer, "kind", None) != "protein":
+    domain = domain_of(model.tokenizer)
+    if not domain.supports(HOMOLOG_CONTEXT):
         raise ArgumentError(
-            f"{{context}} (homologs) needs a protein model, not a {model.tokenizer.kind} model", "context"
+            f"{{context}} (homologs) needs a protein model, not a {domain.title} model", "context"
         )
     if score == "fim" and not getattr(model.tokenizer, "sentinel_ids", []):
         raise ArgumentError(

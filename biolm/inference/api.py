@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from biolm.domains import domain_of
 from biolm.inference.embed import embed_ids, resolve_layers, tokenize_records
 from biolm.io.records import read_records, records_from_sequences, safe_unique_ids
 from biolm.models import BioLM
@@ -84,13 +85,13 @@ def embed(
         from biolm.models.io import load
 
         model = load(model, device=device)
-    kind = model.tokenizer.kind
+    rules = domain_of(model.tokenizer).records
     if isinstance(sequences, str | os.PathLike):
         source = str(sequences)
-        records = read_records(Path(sequences), kind, column=column, id_column=id_column)
+        records = read_records(Path(sequences), rules, column=column, id_column=id_column)
     else:
         source = "input"
-        records = records_from_sequences(sequences, kind)
+        records = records_from_sequences(sequences, rules)
     ids = tokenize_records(model, [(r.name, r.sequence) for r in records], source)
     vectors = embed_ids(
         model,

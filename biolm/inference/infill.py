@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from biolm.domains import INFILL, domain_of
 from biolm.errors import InputError
 from biolm.tokenizers import TokenizationError, Tokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID
@@ -170,8 +171,7 @@ def infill_prompt(template: str | InfillTemplate, tokenizer: Tokenizer) -> Infil
         template = parse_infill(template)
     n = len(template.span_lengths)
     sentinels = list(getattr(tokenizer, "sentinel_ids", []))
-    if getattr(tokenizer, "kind", None) != "protein":
-        raise InputError(f"infilling needs a protein model trained with FIM, not a {tokenizer.kind} model")
+    domain_of(tokenizer).require(INFILL, "infilling (a model trained with FIM)")
     if not sentinels:
         raise InputError(
             "infilling needs a model trained with fill-in-the-middle (task.objective=fim); this model's "

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from biolm.domains import INFILL, Domain, domain_of, get_domain
 from biolm.errors import ArgumentError
 from biolm.inference.arguments import check_generate_arguments
 from biolm.models import BioLM
-
-DEFAULT_MAX_NEW_TOKENS = {"dna": 200, "protein": 1024, "smiles": 256}
 
 
 @dataclass
@@ -31,8 +30,8 @@ class Generated:
     Attributes:
         sequences: the samples after post-processing, in sampling order: DNA as sampled, proteins
             without empty and repeated samples, molecules as valid canonical SMILES, de-duplicated.
-        kind: "dna", "protein" or "smiles" (infilled samples are "protein").
-        counts: how many passed each post-processing stage (`biolm.inference.postprocess`), e.g.
+        domain: the name of the model's domain (`biolm.domains`): "dna", "protein" or "chem".
+        counts: how many passed each post-processing stage (the domain's `clean_samples`), e.g.
             {"generated": 8, "non_empty": 8, "unique": 7}; None for DNA.
         max_new_tokens: the length limit used.
         context: the in-context prompt (`biolm.inference.context.Prompt`), when `context` was given.
@@ -41,7 +40,7 @@ class Generated:
     """
 
     sequences: list[str]
-    kind: str
+    domain: str
     counts: dict[str, int] | None = None
     max_new_tokens: int = 0
     context: Any = None
@@ -86,8 +85,8 @@ def generate(
     Args:
         model: a loaded `BioLM` (with `model.tokenizer`) or a model directory.
         n: number of samples.
-        max_new_tokens: most tokens per sample, the end token included (None: DNA 200, protein 1024,
-            SMILES 256).
+        max_new_tokens: most tokens per sample, the end token included (None: the domain's default,
+            `Domain.max_new_tokens`: DNA 200, protein 1024, SMILES 256).
         prompt: text each sample continues (not part of the sample); after the context if both.
         context: a protein family (FASTA/A3M/Stockholm) or molecule set (.smi/.csv/.tsv) file packed
             into the prompt as in in-context training (`biolm.inference.context.context_prompt`);
@@ -123,8 +122,8 @@ def generate(
 
         model = load(model, device=device)
     check_can_generate(model)
-    kind = model.tokenizer.kind
-    max_new = max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(kind, 200)
+    domain = domain_of(model.tokenizer)
+    max_new = max_new_tokens or domain.max_new_tokens
     sampling = dict(
         temperature=temperature,
         top_k=top_k,
@@ -138,16 +137,17 @@ def generate(
         from biolm.inference.generate import generate_infill
         from biolm.inference.infill import infill_prompt
 
+        domain.require(INFILL, "infilling")
         filled = generate_infill(
             model, infill_prompt(infill, model.tokenizer), n, max_new_tokens=max_new, **sampling
         )
         done = [seq for seq in filled if seq is not None]
-        result = postprocess(done, "protein")
+        result = postprocess(done, domain)
         result.max_new_tokens, result.unfinished = max_new, len(filled) - len(done)
         return result
     ids, positions, prompt_info = _prompt(model, prompt, context, token_budget, column, seed)
     texts = sample_texts(model, n, max_new_tokens=max_new, prompt_ids=ids, position_ids=positions, **sampling)
-    result = postprocess(texts, kind, None if prompt_info is None else prompt_info.reference)
+    result = postprocess(texts, domain, None if prompt_info is None else prompt_info.reference)
     result.max_new_tokens, result.context = max_new, prompt_info
     return result
 
@@ -164,8 +164,9 @@ def sample_texts(
 ) -> list[str]:
     """Decoded samples after token ids, with the stop rules of the model's domain.
 
-    DNA models are trained on genome windows without an end token: a DNA sample has exactly
-    `max_new_tokens` tokens and no special token; other samples end at `<eos>`/`<sep>`.
+    A domain whose samples do not end (`Domain.ends_samples` False: DNA models are trained on genome
+    windows without an end token) gives samples of exactly `max_new_tokens` tokens and no special
+    token; other samples end at `<eos>`/`<sep>`.
 
     Args:
         model: a causal `BioLM` with its tokenizer.
@@ -183,10 +184,10 @@ def sample_texts(
     from biolm.inference.generate import generate as generate_ids
 
     tok = model.tokenizer
-    if tok.kind == "dna":
-        stops = dict(stop_ids=[], banned_ids=tok.special_ids)
-    else:
+    if domain_of(tok).ends_samples:
         stops = dict(stop_ids=None, banned_ids=None)
+    else:
+        stops = dict(stop_ids=[], banned_ids=tok.special_ids)
     samples = generate_ids(
         model,
         n,
@@ -201,28 +202,24 @@ def sample_texts(
     return [tok.decode(s) for s in samples]
 
 
-def postprocess(texts: Sequence[str], kind: str, reference: Sequence[str] | None = None) -> Generated:
-    """Clean samples as `biolm generate` does: molecules checked, canonical and distinct; proteins
-    non-empty and distinct; DNA kept as sampled. `reference` gives the "novel" count."""
-    from biolm.inference.postprocess import clean_molecules, clean_proteins
-
+def postprocess(
+    texts: Sequence[str], domain: Domain | str, reference: Sequence[str] | None = None
+) -> Generated:
+    """Clean samples as `biolm generate` does, by the domain's `clean_samples`: molecules checked,
+    canonical and distinct; proteins non-empty and distinct; DNA kept as sampled. `reference` gives the
+    "novel" count."""
+    domain = get_domain(domain) if isinstance(domain, str) else domain
     texts = list(texts)
-    if kind == "smiles":
-        kept, counts = clean_molecules(texts, reference)
-    elif kind == "protein":
-        kept, counts = clean_proteins(texts, reference)
-    else:
-        kept, counts = texts, None
-    return Generated(kept, kind, counts, raw=texts)
+    kept, counts = domain.clean_samples(texts, reference)
+    return Generated(kept, domain.name, counts, raw=texts)
 
 
 def write_samples(samples: Generated, path: str | os.PathLike) -> Path:
-    """Write `generate`'s samples atomically: molecules one SMILES a line, else FASTA (sample_1, ...)."""
-    from biolm.inference.postprocess import write_fasta, write_smiles
+    """Write `generate`'s samples atomically in their domain's format: molecules one SMILES a line,
+    else FASTA (sample_1, ...)."""
+    from biolm.inference.postprocess import write_samples_as
 
-    if samples.kind == "smiles":
-        return write_smiles(path, samples.sequences)
-    return write_fasta(path, [(f"sample_{i}", seq) for i, seq in enumerate(samples.sequences, start=1)])
+    return write_samples_as(get_domain(samples.domain).output, path, samples.sequences)
 
 
 def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column: str | None, seed: int):

@@ -1,10 +1,7 @@
-"""After sampling: check, canonicalize and de-duplicate generated sequences, count what survives, and
-write the results atomically (FASTA, SMILES).
-
-Counts are plain dicts so that the CLI can print them and tests can compare them:
-    molecules  {"generated", "valid", "unique", "novel"}  ("novel" only with a reference set)
-    proteins   {"generated", "non_empty", "unique", "novel"}
-Each count is of the stage before it: unique valid molecules, novel unique ones.
+"""After sampling: the counts of each post-processing stage as one line, and writing samples atomically
+(FASTA, SMILES). What is kept of the samples is the domain's (`biolm.domains.Domain.clean_samples`);
+its counts are plain dicts, each count of the stage before it (unique valid molecules, novel unique
+ones), so that the CLI can print them and tests can compare them.
 """
 
 from __future__ import annotations
@@ -13,82 +10,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from biolm.io.outputs import FASTA, SMILES, output_text
-
-
-def clean_molecules(
-    smiles: Iterable[str], reference: Iterable[str] | None = None, *, drop_known: bool = False
-) -> tuple[list[str], dict[str, int]]:
-    """Valid, canonical, de-duplicated molecules, and how many passed each stage.
-
-    A sample is valid if RDKit parses it into at least one atom. Molecules are compared by their
-    canonical (isomeric) SMILES, the form training uses (`biolm.data.chem.canonical_smiles`), so two
-    spellings of one molecule are one molecule.
-
-    Args:
-        smiles: the generated SMILES, in sampling order.
-        reference: known molecules (e.g. the context set); canonicalized here, invalid ones ignored.
-            With it, "novel" counts unique molecules not in it.
-        drop_known: also leave out the molecules found in `reference`.
-
-    Returns:
-        (canonical SMILES kept, in order of first appearance; counts as in the module docstring).
-    """
-    from biolm.io.smiles import canonical_smiles
-
-    generated, valid = 0, 0
-    unique: dict[str, None] = {}
-    for text in smiles:
-        generated += 1
-        canonical = canonical_smiles(text) if text and text.strip() else None
-        if canonical is None:
-            continue
-        valid += 1
-        unique.setdefault(canonical, None)
-    counts = {"generated": generated, "valid": valid, "unique": len(unique)}
-    kept = list(unique)
-    if reference is not None:
-        known = {c for c in (canonical_smiles(r) for r in reference if r) if c is not None}
-        novel = [s for s in kept if s not in known]
-        counts["novel"] = len(novel)
-        if drop_known:
-            kept = novel
-    return kept, counts
-
-
-def clean_proteins(
-    sequences: Iterable[str],
-    reference: Iterable[str] | None = None,
-    *,
-    drop_duplicates: bool = True,
-    drop_known: bool = False,
-) -> tuple[list[str], dict[str, int]]:
-    """Non-empty (and by default distinct) generated proteins, and how many passed each stage.
-
-    A sample is empty when the model ended the member at once (`<sep>`/`<eos>` as its first token).
-    Sequences are compared upper-cased, without whitespace.
-
-    Args:
-        sequences: the generated sequences, in sampling order.
-        reference: known proteins (e.g. the context family); with it, "novel" counts unique samples not
-            in it.
-        drop_duplicates: keep only the first copy of a repeated sequence.
-        drop_known: also leave out sequences found in `reference`.
-
-    Returns:
-        (sequences kept, in sampling order; counts as in the module docstring).
-    """
-    norm = ["".join(s.split()).upper() for s in sequences]
-    non_empty = [s for s in norm if s]
-    distinct = list(dict.fromkeys(non_empty))
-    counts = {"generated": len(norm), "non_empty": len(non_empty), "unique": len(distinct)}
-    kept = distinct if drop_duplicates else non_empty
-    if reference is not None:
-        known = {"".join(r.split()).upper() for r in reference}
-        counts["novel"] = sum(s not in known for s in distinct)
-        if drop_known:
-            kept = [s for s in kept if s not in known]
-    return kept, counts
+from biolm.io.outputs import FASTA, SMILES, FileKind, output_text
 
 
 def format_counts(counts: Mapping[str, int]) -> str:
@@ -172,6 +94,13 @@ def write_smiles(path: str | os.PathLike, smiles: Iterable[str], names: Iterable
         else:
             lines.append(f"{text}\t{_check_field(names[index - 1], 'name', index)}\n")
     return _write_lines(path, SMILES, lines)
+
+
+def write_samples_as(kind: FileKind, path: str | os.PathLike, samples: Iterable[str]) -> Path:
+    """Write generated samples in the format `kind`: SMILES one a line; FASTA as sample_1, sample_2, ..."""
+    if kind is SMILES:
+        return write_smiles(path, samples)
+    return write_fasta(path, [(f"sample_{i}", seq) for i, seq in enumerate(samples, start=1)])
 
 
 def _write_lines(path: str | os.PathLike, kind, lines: list[str]) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from biolm.io.files import base_name, input_file
 from biolm.io.proteins import clean_sequence, read_protein_file
 from biolm.io.smiles import (
     SMI_SUFFIXES,
-    SMILES_COLUMN_NAMES,
     canonical_smiles,
     check_smiles_size,
     iter_smiles_records,
@@ -51,6 +50,24 @@ class Record:
     name: str
     header: str
     sequence: str
+
+
+@dataclass(frozen=True)
+class RecordRules:
+    """How one domain's input records are read (each `biolm.domains.Domain` has its rules).
+
+    Attributes:
+        column_names: the table columns auto-detected as the sequence column, in order of preference
+            (compared case-insensitively).
+        fasta_record: applied to each FASTA record, given the file (proteins: gaps and a final `*`
+            removed, as in training); None keeps them as read.
+        every_record: applied to every record, from a file or from memory, given a source name for
+            errors (SMILES: checked and canonicalised with RDKit); None keeps them as read.
+    """
+
+    column_names: tuple[str, ...] = SEQUENCE_COLUMN_NAMES
+    fasta_record: Callable[[Path, Record], Record] | None = None
+    every_record: Callable[[str, Record], Record] | None = None
 
 
 def input_format(path: Path) -> str:
@@ -77,14 +94,14 @@ def input_format(path: Path) -> str:
 
 
 def read_records(
-    path: str | os.PathLike, kind: str, column: str | None = None, id_column: str | None = None
+    path: str | os.PathLike, rules: RecordRules, column: str | None = None, id_column: str | None = None
 ) -> list[Record]:
-    """Every record of an input file, in file order, ready for `kind`'s tokenizer.
+    """Every record of an input file, in file order, ready for the model's tokenizer.
 
     Args:
         path: the input file.
-        kind: the model's tokenizer kind ("dna", "protein", "smiles"): protein FASTA records lose gaps
-            and a final `*` as in training; SMILES are checked and canonicalised with RDKit.
+        rules: the model's domain's rules (`biolm.domains.Domain.records`): e.g. protein FASTA records
+            lose gaps and a final `*` as in training; SMILES are checked and canonicalised with RDKit.
         column: table column holding the sequences or SMILES (exact name); auto-detected if None.
         id_column: table column holding the ids (exact name); auto-detected if None, else line numbers.
 
@@ -103,8 +120,8 @@ def read_records(
         )
     if fmt == "fasta":
         records = [Record(r.name, r.header, r.sequence) for r in read_fasta(path)]
-        if kind == "protein":
-            records = [_cleaned(path, r) for r in records]
+        if rules.fasta_record is not None:
+            records = [rules.fasta_record(path, r) for r in records]
     elif fmt == "alignment":
         records = [
             Record(r.name, r.name, r.sequence) for family in read_protein_file(path) for r in family.records
@@ -112,15 +129,15 @@ def read_records(
     elif fmt == "smiles":
         records = _smiles_file(path)
     else:
-        records = _table(path, kind, column, id_column)
+        records = _table(path, rules.column_names, column, id_column)
     if not records:
         raise InputError(f"{path}: empty file, no records")
-    if kind == "smiles":
-        records = [_canonical(str(path), r) for r in records]
+    if rules.every_record is not None:
+        records = [rules.every_record(str(path), r) for r in records]
     return records
 
 
-def records_from_sequences(sequences: Sequence[str] | Mapping[str, str], kind: str) -> list[Record]:
+def records_from_sequences(sequences: Sequence[str] | Mapping[str, str], rules: RecordRules) -> list[Record]:
     """Records of in-memory sequences: a list (ids seq_1, seq_2, ...) or a dict {id: sequence}."""
     if isinstance(sequences, str):
         raise TypeError("pass a path (str or Path) or a list/dict of sequences, not a single sequence string")
@@ -132,8 +149,8 @@ def records_from_sequences(sequences: Sequence[str] | Mapping[str, str], kind: s
     records = [Record(str(name), str(name), seq) for name, seq in items]
     if not records:
         raise InputError("no sequences to embed")
-    if kind == "smiles":
-        records = [_canonical("input", r) for r in records]
+    if rules.every_record is not None:
+        records = [rules.every_record("input", r) for r in records]
     return records
 
 
@@ -162,14 +179,16 @@ def safe_unique_ids(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _cleaned(path: Path, record: Record) -> Record:
+def cleaned_protein(path: Path, record: Record) -> Record:
+    """A protein record without gaps and a final `*` (as training reads proteins)."""
     seq = clean_sequence(record.sequence)
     if not seq:
         raise InputError(f"{path}: record {record.name!r}: empty sequence (nothing left after removing gaps)")
     return Record(record.name, record.header, seq)
 
 
-def _canonical(source: str, record: Record) -> Record:
+def canonical_molecule(source: str, record: Record) -> Record:
+    """A SMILES record checked by RDKit, as its canonical SMILES (the form training uses)."""
     # Measured before RDKit sees it: a molecule too large for RDKit can crash it (`biolm.io.smiles`).
     check_smiles_size(record.sequence, f"{source}: record {record.name!r}")
     smiles = canonical_smiles(record.sequence) if record.sequence else None
@@ -187,10 +206,8 @@ def _smiles_file(path: Path) -> list[Record]:
     return records
 
 
-def _table(path: Path, kind: str, column: str | None, id_column: str | None) -> list[Record]:
+def _table(path: Path, names: tuple[str, ...], column: str | None, id_column: str | None) -> list[Record]:
     header, rows = read_table(path)
-    # A SMILES model looks for SMILES columns first, other models for sequence columns.
-    names = SMILES_COLUMN_NAMES + SEQUENCE_COLUMN_NAMES if kind == "smiles" else SEQUENCE_COLUMN_NAMES
     seq_col = pick_column(header, names, path=path, what="sequence", argument="column", wanted=column)
     id_col = pick_column(
         header, ID_COLUMN_NAMES, path=path, what="id", argument="id_column", wanted=id_column, required=False

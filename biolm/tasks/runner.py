@@ -1,7 +1,8 @@
 """A training run from a config, for any domain: run directory, Trainer, final evaluation and export.
 
-Domains differ only in how their data is built (`biolm.tasks.domains`) and in the DNA-only Markov
-baseline; the Trainer, checkpoints, metrics and export are shared.
+Domains differ only in how their data is built (`biolm.domains.Domain.training_data`, which may add a
+baseline such as DNA's Markov model) and in which objectives apply; the Trainer, checkpoints, metrics
+and export are shared.
 
 Layout of a run directory `<run_root>/<name>/`:
     config.yaml     the resolved config (what `--resume` reads back)
@@ -25,6 +26,7 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +41,16 @@ from omegaconf import DictConfig, OmegaConf
 from biolm.configs import to_train_config
 from biolm.configs.schema import TrainConfig
 from biolm.data.datamodule import ResumableData
-from biolm.errors import ConfigError
+from biolm.data.packing import IGNORE_INDEX
+from biolm.data.ranks import announce, is_rank_zero
+from biolm.domains import IN_CONTEXT, Domain, get_domain, registered
+from biolm.errors import ConfigError, InputError
 from biolm.io.files import write_atomic, write_text_atomic
 from biolm.io.outputs import check_directory_output, check_new_directory
 from biolm.models.io import MODEL_DIRECTORY, save
 from biolm.tasks.callbacks import DataPosition, RNGStates, Throughput
 from biolm.tasks.checkpoints import AtomicCheckpointIO, SafeOnExceptionCheckpoint, resume_checkpoint
-from biolm.tasks.domains import DOMAINS, build_data, count_targets
 from biolm.tasks.faults import NonFiniteGuard, RunStopped
-from biolm.tasks.ranks import announce, is_rank_zero
 from biolm.tasks.trainer import build_trainer
 from biolm.tasks.warm_start import check_tokenizer, load_initial_model
 
@@ -149,7 +152,7 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
-def check_objective(cfg: TrainConfig, domain: str) -> None:
+def check_objective(cfg: TrainConfig, domain: Domain) -> None:
     """Refuse combinations that would train the wrong thing, before any work is done."""
     objective, bidirectional = cfg.task.objective, getattr(cfg.model, "bidirectional", False)
     if objective == "mlm" and not bidirectional:
@@ -163,16 +166,24 @@ def check_objective(cfg: TrainConfig, domain: str) -> None:
         raise ConfigError(
             "model.rc_equivariant reads the sequence from both ends; train it with task.objective=mlm"
         )
-    if objective == "fim" and domain != "protein":
-        raise ConfigError(f"task.objective=fim is for proteins, not {domain}")
-    if cfg.data.packing != "none" and domain == "dna":
-        raise ConfigError("data.packing=sets is for protein families and molecule sets, not DNA")
+    if objective not in domain.objectives:
+        able = _titles(lambda d: objective in d.objectives)
+        raise ConfigError(f"task.objective={objective} is for {able} models, not {domain.title}")
+    if cfg.data.packing != "none" and not domain.supports(IN_CONTEXT):
+        able = _titles(lambda d: d.supports(IN_CONTEXT))
+        raise ConfigError(f"data.packing=sets is for {able} models (sets of members), not {domain.title}")
     if cfg.data.packing != "none" and objective == "fim":
         raise ConfigError("data.packing=sets does not combine with task.objective=fim yet")
-    if cfg.data.loss_after_members and domain != "protein":
-        raise ConfigError(f"data.loss_after_members is for protein families, not {domain}")
-    if cfg.data.rc_augment and domain != "dna":
-        raise ConfigError(f"data.rc_augment is for DNA, not {domain}")
+    # Keys that only some domains read: set for another, they would be silently ignored.
+    for key in ("loss_after_members", "rc_augment"):
+        if getattr(cfg.data, key) and key not in domain.options:
+            able = _titles(lambda d, key=key: key in d.options)
+            raise ConfigError(f"data.{key} is for {able} models, not {domain.title}")
+
+
+def _titles(applies: Callable[[Domain], bool]) -> str:
+    """The titles of the registered domains for which `applies(domain)` holds, e.g. "protein or SMILES"."""
+    return " or ".join(d.title for d in registered() if applies(d)) or "no"
 
 
 def build_task(cfg: TrainConfig, masking: dict | None = None) -> L.LightningModule:
@@ -197,19 +208,27 @@ def build_task(cfg: TrainConfig, masking: dict | None = None) -> L.LightningModu
     return CausalLMTask.from_configs(cfg.model, cfg.optim, cfg.trainer.max_steps)
 
 
+def count_targets(datamodule: L.LightningDataModule) -> int:
+    """Validation targets (labels that are not IGNORE_INDEX), for tasks that do not count them."""
+    return sum(int((batch["labels"] != IGNORE_INDEX).sum()) for batch in datamodule.val_dataloader())
+
+
 def train(
-    config: DictConfig, domain: str = "dna", *, resume_dir: Path | None = None, progress: bool = True
+    config: DictConfig, domain: str | Domain = "dna", *, resume_dir: Path | None = None, progress: bool = True
 ) -> RunSummary:
     """Train a language model for `domain` as the config says; returns the final numbers.
 
     Args:
         config: a config checked by `biolm.configs.load_config`.
-        domain: "dna", "protein", "chem" (or another key of `biolm.tasks.domains.DOMAINS`).
+        domain: a registered domain's name or alias (`biolm.domains`: "dna", "protein", "chem"), or
+            the `Domain` itself.
         resume_dir: continue this run from its newest checkpoint instead of starting a new one.
         progress: show progress bars.
     """
-    if domain not in DOMAINS:
-        raise ConfigError(f"unknown domain {domain!r}; available: {', '.join(DOMAINS)}")
+    try:
+        domain = get_domain(domain) if isinstance(domain, str) else domain
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     cfg = to_train_config(config)
     # A resumed run takes its weights from the checkpoint; its saved config has the starting model's settings.
     start = load_initial_model(cfg, config) if cfg.init_from and resume_dir is None else None
@@ -221,7 +240,7 @@ def train(
     else:
         check_directory_output(Path(resume_dir) / "model", MODEL_DIRECTORY)
     # Reads and checks all input before a run directory exists, so bad input leaves nothing behind.
-    data = build_data(domain, cfg, like=start.tokenizer if start is not None else None)
+    data = domain.training_data(cfg, start.tokenizer if start is not None else None)
     if start is not None:
         check_tokenizer(start, data.tokenizer, cfg.init_from)
     else:
@@ -270,7 +289,7 @@ def train(
         # Lightning has written checkpoints/on_exception.ckpt; its own exit would report success.
         raise RunStopped(
             f"stopped by SIGTERM at step {trainer.global_step}; continue with "
-            f"`biolm train {domain} --resume {run_dir}`"
+            f"`biolm train {domain.name} --resume {run_dir}`"
         ) from err
 
     # One more pass over the validation set with the final weights: these are the weights exported.
@@ -295,17 +314,12 @@ def train(
         val_targets=targets,
         tokens_per_second=throughput.tokens_per_second,
         parameters=task.model.num_parameters(),
-        domain=domain,
+        domain=domain.name,
         objective=cfg.task.objective,
     )
     if trainer.is_global_zero:
         write_text_atomic(run_dir / "summary.json", json.dumps(summary.__dict__, indent=2))
     return summary
-
-
-def train_dna(config: DictConfig, *, resume_dir: Path | None = None, progress: bool = True) -> RunSummary:
-    """`train(config, "dna", ...)`, kept for callers of the DNA-only API."""
-    return train(config, "dna", resume_dir=resume_dir, progress=progress)
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, progress: bool) -> L.Trainer:
@@ -355,7 +369,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, progress: bool) -
 
 def format_summary(s: RunSummary) -> str:
     """The table printed at the end of a run; perplexity is per target token (per nucleotide for DNA)."""
-    unit = "nucleotide" if s.domain == "dna" else "token"
+    unit = get_domain(s.domain).perplexity_unit
     masked = " (masked tokens)" if s.objective == "mlm" else ""
     rows = [
         ("validation loss", f"{s.val_loss:.4f} nats per {unit} ({s.val_targets:,} targets){masked}"),

@@ -12,9 +12,9 @@ import dataclasses
 from omegaconf import DictConfig, OmegaConf
 
 from biolm.configs.schema import TrainConfig
+from biolm.data.ranks import announce
 from biolm.errors import ConfigError, InputError
 from biolm.models.backbone import BioLM
-from biolm.tasks.ranks import announce
 from biolm.tokenizers import Tokenizer
 
 # Model settings a run may choose for itself: they change how the weights are used, not their shapes.

@@ -75,7 +75,7 @@ def test_masked_lm_objective_through_the_runner(tmp_path):
     "args, message",
     [
         (["protein", "task.objective=mlm"], "needs model.bidirectional=true"),
-        (["dna", "task.objective=fim"], "fim is for proteins"),
+        (["dna", "task.objective=fim"], "fim is for protein models"),
         (["protein", "data.rc_augment=true"], "data.rc_augment is for DNA"),
         (["protein", "data.path=MISSING"], "file not found"),
         (["protein", "data.path=BAD"], "record 'x': invalid character 'J' at position 3"),

@@ -13,7 +13,8 @@ from biolm.configs import load_config, packaged_config, to_train_config
 from biolm.data.chem import MoleculeSet
 from biolm.data.chem_datamodule import build_chem_data, split_molecules
 from biolm.data.chem_dataset import IGNORE_INDEX, MoleculeDataset, MoleculeEncoder, randomized_smiles
-from biolm.data.molsets import PackedSets, pack_greedy, packed_example
+from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.data.molsets import PackedSets, packed_example
 from biolm.data.packing import pad_batch
 from biolm.errors import InputError
 from biolm.io.smiles import ChemDataWarning
@@ -108,9 +109,9 @@ def test_too_long_molecules_are_skipped_with_a_warning(tok):
         assert MoleculeEncoder(tok, "error", 10).check(mols).lines == [1, 3]
 
 
-def test_pack_greedy_respects_the_budget():
+def test_layout_runs_respect_the_budget():
     lengths = [3, 4, 2, 7, 1, 1, 8]
-    packs = pack_greedy(lengths, budget=10)
+    packs = DEFAULT_LAYOUT.runs(lengths, budget=10)
     assert [i for p in packs for i in p] == list(range(len(lengths)))
     assert all(1 + sum(lengths[i] + 1 for i in p) <= 10 for p in packs)
     assert packs == [[0, 1], [2], [3], [4, 5], [6]]
@@ -118,7 +119,7 @@ def test_pack_greedy_respects_the_budget():
 
 def test_packed_example_positions_restart_per_molecule(tok):
     mols = [np.array([10, 11, 12]), np.array([13]), np.array([14, 15])]
-    ex = packed_example(mols, tok.bos_id, tok.sep_id, tok.eos_id)
+    ex = packed_example(mols)
     b, s, e = tok.bos_id, tok.sep_id, tok.eos_id
     assert ex["input_ids"].tolist() == [b, 10, 11, 12, s, 13, s, 14, 15, e]
     assert ex["position_ids"].tolist() == [0, 1, 2, 3, 0, 1, 0, 1, 2, 3]

@@ -13,6 +13,7 @@ import pytest
 from biolm.cli.main import main
 from biolm.evaluation.incontext import split_members
 from biolm.evaluation.molecule_generation import run_molecule_generation
+from biolm.evaluation.options import MoleculeGenerationOptions, ProteinGenerationOptions
 from biolm.evaluation.protein_generation import run_protein_generation
 from tests.evaluation.helpers import tiny_model_dir
 from tests.evaluation.test_molecule_metrics import MOLECULES
@@ -36,10 +37,7 @@ def families(tmp_path_factory) -> Path:
 
 
 def _run_protein(model_dir, families, out, sizes=(0, 1, 4), **options):
-    return run_protein_generation(
-        model_dir,
-        [families / "fams"],
-        out,
+    options = ProteinGenerationOptions(
         hmm_dir=families / "hmms",
         sizes=sizes,
         held_out=3,
@@ -48,9 +46,15 @@ def _run_protein(model_dir, families, out, sizes=(0, 1, 4), **options):
         sample_context=3,
         samples_per_prompt=2,
         max_new_tokens=24,
-        progress=False,
         **options,
     )
+    return run_protein_generation(model_dir, [families / "fams"], out, options, progress=False)
+
+
+def _assert_no_project_bookkeeping(report: Path) -> None:
+    """A library report speaks of its data and model, never of the project's issues."""
+    for name in ("report.md", "metrics.json"):
+        assert "issue" not in (report / name).read_text().lower(), name
 
 
 def test_protein_report(tmp_path, families):
@@ -60,6 +64,7 @@ def test_protein_report(tmp_path, families):
     text = (report / "report.md").read_text()
     assert "## In-context gain" in text and "## Samples" in text and "TOY1_seed" in text
     assert "own cutoff: gathering for 1 family (" in text  # TOY2 has no HMM
+    _assert_no_project_bookkeeping(report)
     for plot in ("gain_curve", "identity_vs_hmm", "lengths"):
         assert (report / f"{plot}.png").stat().st_size > 0
     with open(report / "samples.tsv") as handle:
@@ -85,7 +90,7 @@ def test_protein_samples_are_seeded_and_prompts_never_hold_held_out_members(tmp_
     a, b, c = ((tmp_path / x / "samples.tsv").read_text() for x in "abc")
     assert a == b and a != c
     # Each sample's nearest context member comes from the pool, never from the held-out members.
-    from biolm.evaluation.protein_generation import read_family
+    from biolm.evaluation.protein_families import read_family
     from biolm.tokenizers import get_tokenizer
 
     family = read_family(families / "fams" / "TOY1_seed.fasta", get_tokenizer("protein"))
@@ -105,10 +110,7 @@ def test_molecule_report(tmp_path):
     (sets / "setB.smi").write_text("\n".join(MOLECULES[::-1][:8] + ["CCCCO", "CCCCN"]) + "\n")
     train = tmp_path / "train.smi"
     train.write_text("CCO\nCCN\n")
-    result = run_molecule_generation(
-        model_dir,
-        [sets],
-        tmp_path / "report",
+    options = MoleculeGenerationOptions(
         num_unconditional=6,
         train=train,
         test=sets / "setA.smi",
@@ -119,19 +121,33 @@ def test_molecule_report(tmp_path):
         sample_context=4,
         samples_per_prompt=2,
         max_new_tokens=16,
-        progress=False,
     )
+    result = run_molecule_generation(model_dir, [sets], tmp_path / "report", options, progress=False)
     report = tmp_path / "report"
     assert (report / "unconditional.smi").read_text().count("\n") == 6
     assert (report / "conditioned_setA.smi").read_text().count("\n") == 4
     text = (report / "report.md").read_text()
     assert "MOSES" in text and "Set-conditioned" in text and "setB" in text
+    _assert_no_project_bookkeeping(report)
     assert set(result["sets"]) == {"setA", "setB"}
     assert result["sets"]["setA"]["held_out"] == 3 and result["sets"]["setA"]["samples"] == 4
     # The pool's molecules are real set members: their nearest held-out neighbour is defined.
     assert 0 < result["sets"]["setA"]["nn_similarity_pool"] <= 1
     assert {"valid", "unique@1k", "novelty", "IntDiv1"} <= set(result["moses"])
     assert np.isfinite(result["gain_curve"].nll).all()
+
+
+def test_molecule_prompts_take_pool_members_while_they_fit_the_token_budget():
+    from biolm.evaluation.molecule_generation import MoleculeSetData, choose_members
+
+    ids = [np.zeros(n, dtype=np.int64) for n in (3, 3, 3, 3)]
+    molecules = MoleculeSetData("s", Path("s.smi"), ["C"] * 4, ids, 0)
+    pool = np.array([1, 2, 3])
+    # <bos> + 2 members of 3 tokens and a <sep> each = 9 tokens; a third would need 13.
+    chosen = choose_members(np.random.default_rng(0), molecules, pool, sample_context=8, token_budget=12)
+    assert len(chosen) == 2 and set(chosen) <= {1, 2, 3}
+    assert len(choose_members(np.random.default_rng(0), molecules, pool, 1, 100)) == 1
+    assert choose_members(np.random.default_rng(0), molecules, pool, 8, 4) == []
 
 
 def test_cli_protein_run_and_one_line_errors(tmp_path, families, capsys):

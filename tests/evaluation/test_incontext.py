@@ -7,17 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.data.packing import pack_members
-from biolm.evaluation.incontext import (
-    gain_curve,
-    nll_by_context_size,
-    prompt_ids,
-    split_members,
-)
+from biolm.evaluation.incontext import gain_curve, nll_by_context_size, split_members
 from biolm.tokenizers import get_tokenizer
 from tests.inference.helpers import tiny_model
 
 PROTEIN = get_tokenizer("protein")
+
+
+def prompt_ids(members):
+    """(ids, positions) of the prompt that opens the member after `members`."""
+    prompt = DEFAULT_LAYOUT.prompt(members)
+    return prompt.ids, prompt.positions
 
 
 def _members(n: int, seed: int = 0, low: int = 3, high: int = 9) -> list[np.ndarray]:

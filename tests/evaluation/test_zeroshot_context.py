@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from biolm.cli.main import main
+from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.errors import InputError
-from biolm.evaluation.incontext import prompt_ids
 from biolm.evaluation.zeroshot_context import (
     ContextOptions,
     draw_context,
@@ -28,6 +28,12 @@ from tests.evaluation.helpers import WILD_TYPE, dms_rows, tiny_model_dir, write_
 
 DMS_HEADER = ["mutant", "mutated_sequence", "DMS_score"]
 LETTERS = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def prompt_ids(members):
+    """(ids, positions) of the prompt that opens the member after `members`."""
+    prompt = DEFAULT_LAYOUT.prompt(members)
+    return prompt.ids, prompt.positions
 
 
 def homolog(seed: int, changes: int = 8) -> str:

@@ -11,7 +11,7 @@ import pytest
 from biolm.data.molsets import packed_example
 from biolm.data.packing import fim_format, pack_members
 from biolm.errors import InputError
-from biolm.inference.context import context_prompt, family_prompt, molecule_set_prompt
+from biolm.inference.context import context_prompt
 from biolm.inference.infill import assemble_infill, infill_prompt, parse_infill
 from biolm.io.proteins import clean_sequence
 from biolm.io.smiles import ChemDataWarning
@@ -73,7 +73,7 @@ def family_file(tmp_path):
 
 
 def test_family_prompt_is_the_start_of_the_training_pack_with_a_new_member(family_file, protein_tok):
-    prompt = family_prompt(family_file, protein_tok, seed=3, token_budget=10_000)
+    prompt = context_prompt(family_file, protein_tok, seed=3, token_budget=10_000)
     assert prompt.n_members_used == prompt.n_members_total == len(FAMILY)
     assert sorted(prompt.members) == sorted(FAMILY)
     members = [protein_tok.encode(m) for m in prompt.members]
@@ -95,29 +95,29 @@ def test_family_prompt_is_the_start_of_the_training_pack_with_a_new_member(famil
 
 def test_family_budget_is_respected_and_no_member_is_cut(family_file, protein_tok):
     for budget in (8, 30, 50, 77, 120, 400):
-        prompt = family_prompt(family_file, protein_tok, seed=1, token_budget=budget)
+        prompt = context_prompt(family_file, protein_tok, seed=1, token_budget=budget)
         assert len(prompt.ids) <= budget
         assert len(prompt.ids) == 1 + sum(len(m) + 1 for m in prompt.members)
         assert all(m in FAMILY for m in prompt.members)  # whole members only
         # The next member of the same seeded order would not have fitted (as training packs stop).
-        full = family_prompt(family_file, protein_tok, seed=1, token_budget=10_000).members
+        full = context_prompt(family_file, protein_tok, seed=1, token_budget=10_000).members
         fitting = [m for m in full if len(m) + 2 <= budget]
         assert prompt.members == fitting[: prompt.n_members_used]
         if prompt.n_members_used < len(fitting):
             assert len(prompt.ids) + len(fitting[prompt.n_members_used]) + 1 > budget
-    assert family_prompt(family_file, protein_tok, token_budget=8).dropped == {"longer than budget": 7}
+    assert context_prompt(family_file, protein_tok, token_budget=8).dropped == {"longer than budget": 7}
 
 
 def test_family_max_members(family_file, protein_tok):
-    prompt = family_prompt(family_file, protein_tok, seed=2, max_members=3)
+    prompt = context_prompt(family_file, protein_tok, seed=2, max_members=3)
     assert prompt.n_members_used == 3
-    assert prompt.members == family_prompt(family_file, protein_tok, seed=2).members[:3]
+    assert prompt.members == context_prompt(family_file, protein_tok, seed=2).members[:3]
 
 
 def test_family_shuffle_is_seeded(family_file, protein_tok):
-    first = family_prompt(family_file, protein_tok, seed=5)
-    again = family_prompt(family_file, protein_tok, seed=5)
-    other = family_prompt(family_file, protein_tok, seed=6)
+    first = context_prompt(family_file, protein_tok, seed=5)
+    again = context_prompt(family_file, protein_tok, seed=5)
+    other = context_prompt(family_file, protein_tok, seed=6)
     np.testing.assert_array_equal(first.ids, again.ids)
     assert first.members == again.members
     assert first.members != other.members and sorted(first.members) == sorted(other.members)
@@ -127,7 +127,7 @@ def test_a3m_gaps_inserts_empty_and_duplicate_members(tmp_path, protein_tok):
     path = tmp_path / "fam.a3m.gz"
     with gzip.open(path, "wt") as handle:
         handle.write(A3M)
-    prompt = family_prompt(path, protein_tok)
+    prompt = context_prompt(path, protein_tok)
     assert sorted(prompt.members) == ["KVLAG", "MKVAALAG", "MKVLAG"]
     assert prompt.n_members_total == 5
     assert prompt.dropped == {"empty": 1, "duplicate": 1}
@@ -138,7 +138,7 @@ def test_a3m_gaps_inserts_empty_and_duplicate_members(tmp_path, protein_tok):
 def test_stockholm_alignments_are_read_together(tmp_path, protein_tok):
     path = tmp_path / "fam.sto"
     path.write_text(STOCKHOLM)
-    prompt = family_prompt(path, protein_tok, seed=0)
+    prompt = context_prompt(path, protein_tok, seed=0)
     assert sorted(prompt.members) == ["ACDEFGHIK", "ACMDEFGIK", "MKV"]
 
 
@@ -146,7 +146,7 @@ def test_real_a3m_through_shared_data(shared_data, protein_tok):
     path = shared_data / "protein" / "blat" / "BLAT_ECOLX_ColabFold_2202.a3m.gz"
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    prompt = family_prompt(path, protein_tok, seed=0, token_budget=2048)
+    prompt = context_prompt(path, protein_tok, seed=0, token_budget=2048)
     assert prompt.n_members_total == 4501 and 3 <= prompt.n_members_used < 20
     assert len(prompt.ids) <= 2048
     with gzip.open(path, "rt") as handle:
@@ -177,14 +177,14 @@ def test_molecule_prompt_is_the_start_of_the_training_pack(tmp_path, smiles_tok)
     with pytest.warns(
         ChemDataWarning, match=r"set\.smi: skipped 1 of 6 molecules \(invalid SMILES\): line 5"
     ):
-        prompt = molecule_set_prompt(path, smiles_tok, seed=0)
+        prompt = context_prompt(path, smiles_tok, seed=0)
     assert prompt.n_members_total == 6
     assert prompt.dropped == {"invalid": 1, "duplicate": 1}
     assert sorted(prompt.members) == sorted(["CCO", "c1ccccc1", "CC(=O)O", "N#N"])
     assert sorted(prompt.reference) == sorted(prompt.members)
     members = [smiles_tok.encode(m) for m in prompt.members]
     new = smiles_tok.encode("CCCl")
-    example = packed_example([*members, new], BOS_ID, SEP_ID, EOS_ID)
+    example = packed_example([*members, new])
     n = len(prompt.ids)
     np.testing.assert_array_equal(prompt.ids, example["input_ids"][:n].numpy())
     np.testing.assert_array_equal(prompt.position_ids, example["position_ids"][:n].numpy())
@@ -198,21 +198,21 @@ def test_molecule_budget_seed_and_randomized_smiles(tmp_path, smiles_tok):
 
     smiles = ["C" * k + "O" for k in range(1, 15)]
     path = _write_smi(tmp_path, "\n".join(smiles) + "\n")
-    prompt = molecule_set_prompt(path, smiles_tok, seed=0, token_budget=40)
+    prompt = context_prompt(path, smiles_tok, seed=0, token_budget=40)
     assert len(prompt.ids) <= 40 and all(m in smiles for m in prompt.members)
     assert len(prompt.reference) == 14
-    assert prompt.members != molecule_set_prompt(path, smiles_tok, seed=1, token_budget=40).members
-    shuffled = molecule_set_prompt(path, smiles_tok, seed=4, randomize=True, max_members=5)
+    assert prompt.members != context_prompt(path, smiles_tok, seed=1, token_budget=40).members
+    shuffled = context_prompt(path, smiles_tok, seed=4, randomize=True, max_members=5)
     assert prompt.n_members_used >= 1 and shuffled.n_members_used == 5
     assert all(canonical_smiles(m) in smiles for m in shuffled.members)
 
 
 def test_molecule_csv_column(tmp_path, smiles_tok):
     path = _write_smi(tmp_path, "id,mol,y\na,CCO,1\nb,CCN,0\n", name="actives.csv")
-    prompt = molecule_set_prompt(path, smiles_tok, column="mol")
+    prompt = context_prompt(path, smiles_tok, column="mol")
     assert sorted(prompt.members) == ["CCN", "CCO"]
     prompt = context_prompt(path, smiles_tok, column="mol", seed=0)
-    assert prompt.kind == "molecules"
+    assert prompt.noun == "molecules"
 
 
 def test_real_molecule_set_through_shared_data(shared_data, smiles_tok):
@@ -220,7 +220,7 @@ def test_real_molecule_set_through_shared_data(shared_data, smiles_tok):
     if not path.is_file():
         pytest.skip(f"{path} not found")
     with pytest.warns(ChemDataWarning, match="over the token budget of 256"):
-        prompt = molecule_set_prompt(path, smiles_tok, token_budget=256)
+        prompt = context_prompt(path, smiles_tok, token_budget=256)
     assert len(prompt.ids) <= 256 and prompt.n_members_used >= 2
     assert "molecules" in prompt.describe()
 
@@ -243,7 +243,7 @@ def test_malformed_family_files(tmp_path, protein_tok, name, content, message):
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(InputError, match=message) as info:
-        family_prompt(path, protein_tok, token_budget=20)
+        context_prompt(path, protein_tok, token_budget=20)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
@@ -264,7 +264,7 @@ def test_malformed_molecule_files(tmp_path, smiles_tok, name, content, options, 
     with pytest.raises(InputError, match=message) as info, warnings.catch_warnings():
         # Invalid lines may be warned about before the error; only the error is under test here.
         warnings.simplefilter("ignore", ChemDataWarning)
-        molecule_set_prompt(path, smiles_tok, **options)
+        context_prompt(path, smiles_tok, **options)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
@@ -273,19 +273,19 @@ def test_truncated_gzip_family(tmp_path, protein_tok):
     path = tmp_path / "cut.a3m.gz"
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InputError, match="cannot read") as info:
-        family_prompt(path, protein_tok)
+        context_prompt(path, protein_tok)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_context_of_the_wrong_kind_of_model(tmp_path, family_file, protein_tok, smiles_tok):
     smi = _write_smi(tmp_path, "CCO\n")
     for call in (
-        lambda: family_prompt(family_file, smiles_tok),
-        lambda: molecule_set_prompt(smi, protein_tok),
+        lambda: context_prompt(family_file, smiles_tok),
+        lambda: context_prompt(smi, protein_tok),
         lambda: context_prompt(family_file, get_tokenizer("dna")),
         lambda: context_prompt(family_file, protein_tok, column="x"),
-        lambda: family_prompt(tmp_path / "missing.fasta", protein_tok),
-        lambda: family_prompt(family_file, protein_tok, token_budget=2),
+        lambda: context_prompt(tmp_path / "missing.fasta", protein_tok),
+        lambda: context_prompt(family_file, protein_tok, token_budget=2),
     ):
         with pytest.raises(InputError) as info:
             call()

@@ -6,13 +6,9 @@ import warnings
 import pytest
 
 from biolm.data.chem import read_molecules
-from biolm.inference.postprocess import (
-    clean_molecules,
-    clean_proteins,
-    format_counts,
-    write_fasta,
-    write_smiles,
-)
+from biolm.domains.chem import clean_molecules
+from biolm.domains.protein import clean_proteins
+from biolm.inference.postprocess import format_counts, write_fasta, write_smiles
 from biolm.io.fasta import read_fasta
 
 

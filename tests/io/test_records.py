@@ -6,8 +6,14 @@ import gzip
 
 import pytest
 
+from biolm.domains import get_domain
 from biolm.errors import InputError
 from biolm.io.records import MAX_ID_CHARS, read_records, records_from_sequences, safe_unique_ids
+
+
+def rules(domain: str):
+    """The input-record rules of a domain (`biolm.domains`)."""
+    return get_domain(domain).records
 
 
 def test_ids_are_sanitized_and_unique():
@@ -37,7 +43,7 @@ def test_fasta_keeps_order_and_headers_and_reads_gzip(tmp_path):
     path = tmp_path / "in.fa.gz"
     with gzip.open(path, "wt") as fh:
         fh.write(">b second record\nACGT\nAC\n>a\nTTTT\n")
-    records = read_records(path, "dna")
+    records = read_records(path, rules("dna"))
     assert [(r.name, r.header, r.sequence) for r in records] == [
         ("b", "b second record", "ACGTAC"),
         ("a", "a", "TTTT"),
@@ -47,10 +53,10 @@ def test_fasta_keeps_order_and_headers_and_reads_gzip(tmp_path):
 def test_protein_fasta_and_a3m_are_read_as_raw_proteins(tmp_path):
     fasta = tmp_path / "p.faa"
     fasta.write_text(">p1\nMK-LV*\n")
-    assert read_records(fasta, "protein")[0].sequence == "MKLV"
+    assert read_records(fasta, rules("protein"))[0].sequence == "MKLV"
     a3m = tmp_path / "f.a3m"
     a3m.write_text(">query\nMKLV\n>hit\nM-kLv.\n")
-    assert [(r.name, r.sequence) for r in read_records(a3m, "protein")] == [
+    assert [(r.name, r.sequence) for r in read_records(a3m, rules("protein"))] == [
         ("query", "MKLV"),
         ("hit", "MKLV"),
     ]
@@ -59,23 +65,26 @@ def test_protein_fasta_and_a3m_are_read_as_raw_proteins(tmp_path):
 def test_tables_detect_or_take_columns(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("name,Sequence,other\nx,ACGT,1\ny,GGCC,2\n")
-    assert [(r.name, r.sequence) for r in read_records(csv, "dna")] == [("x", "ACGT"), ("y", "GGCC")]
+    assert [(r.name, r.sequence) for r in read_records(csv, rules("dna"))] == [
+        ("x", "ACGT"),
+        ("y", "GGCC"),
+    ]
     tsv = tmp_path / "t.tsv"
     tsv.write_text("key\tseq_a\tseq_b\nk1\tAC\tGG\n")
-    records = read_records(tsv, "dna", column="seq_b", id_column="key")
+    records = read_records(tsv, rules("dna"), column="seq_b", id_column="key")
     assert [(r.name, r.sequence) for r in records] == [("k1", "GG")]
     # No id column: line numbers.
-    assert read_records(tsv, "dna", column="seq_a")[0].name == "line_2"
+    assert read_records(tsv, rules("dna"), column="seq_a")[0].name == "line_2"
 
 
 def test_smiles_are_canonical_and_named(tmp_path):
     smi = tmp_path / "m.smi"
     smi.write_text("smiles\nOCC ethanol\nc1ccccc1\n")
-    records = read_records(smi, "smiles")
+    records = read_records(smi, rules("smiles"))
     assert [(r.name, r.sequence) for r in records] == [("ethanol", "CCO"), ("line_3", "c1ccccc1")]
     csv = tmp_path / "m.csv"
     csv.write_text("id,SMILES\nm1,OCC\n")
-    assert [(r.name, r.sequence) for r in read_records(csv, "smiles")] == [("m1", "CCO")]
+    assert [(r.name, r.sequence) for r in read_records(csv, rules("smiles"))] == [("m1", "CCO")]
 
 
 @pytest.mark.parametrize(
@@ -101,18 +110,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path, name, content, kwargs, message
     path.write_text(content)
     kind = kwargs.pop("kind", "dna")
     with pytest.raises(InputError) as err:
-        read_records(path, kind, **kwargs)
+        read_records(path, rules(kind), **kwargs)
     text = str(err.value)
     assert message in text and str(path) in text and "\n" not in text
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="file not found"):
-        read_records(tmp_path / "nope.fa", "dna")
+        read_records(tmp_path / "nope.fa", rules("dna"))
 
 
 def test_in_memory_sequences():
-    assert [r.name for r in records_from_sequences(["AC", "GT"], "dna")] == ["seq_1", "seq_2"]
-    assert [(r.name, r.sequence) for r in records_from_sequences({"m": "OCC"}, "smiles")] == [("m", "CCO")]
+    assert [r.name for r in records_from_sequences(["AC", "GT"], rules("dna"))] == [
+        "seq_1",
+        "seq_2",
+    ]
+    assert [(r.name, r.sequence) for r in records_from_sequences({"m": "OCC"}, rules("smiles"))] == [
+        ("m", "CCO")
+    ]
     with pytest.raises(TypeError):
-        records_from_sequences("ACGT", "dna")
+        records_from_sequences("ACGT", rules("dna"))

@@ -159,7 +159,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
     [
         # generated samples (biolm generate's counts): the 20,000-atom one is invalid
         """
-        from biolm.inference.postprocess import clean_molecules
+        from biolm.domains.chem import clean_molecules
         kept, counts = clean_molecules(["C" * 20000, "CCO", "C" * 100000], reference=["C" * 20000])
         assert kept == ["CCO"] and counts == {"generated": 3, "valid": 1, "unique": 1, "novel": 1}, counts
         """,

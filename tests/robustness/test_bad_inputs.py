@@ -18,6 +18,7 @@ from biolm.configs import load_config, packaged_config, to_train_config
 from biolm.data.chem import read_molecules, stored_molecule_sets
 from biolm.data.genome import IGNORE_INDEX, GenomeSource, TrainWindows, ValWindows
 from biolm.data.protein import ProteinCorpus, SequenceExamples
+from biolm.domains import get_domain
 from biolm.errors import BiolmError, ConfigError, InputError
 from biolm.io.genome import open_fasta
 from biolm.io.labelled import read_labelled
@@ -26,6 +27,11 @@ from biolm.io.smiles import ChemDataWarning
 from biolm.models import BioLM, ModelConfig
 from biolm.models.io import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load, save
 from biolm.tokenizers import DNATokenizer, ProteinTokenizer, TokenizerFormatError, load_tokenizer
+
+
+def rules(domain: str):
+    """The input-record rules of a domain (`biolm.domains`)."""
+    return get_domain(domain).records
 
 
 def one_line(info: pytest.ExceptionInfo, *parts: str) -> str:
@@ -55,7 +61,7 @@ def test_windows_line_ends_read_the_same_bases_everywhere(tmp_path):
         assert fasta["a"][0:10] == "ACGTACGTAC" and fasta["b"][0:6] == "TTTTGG"
         val = ValWindows(GenomeSource(tmp_path / name, tok, 0.5), 8)
         assert [tok.decode(val[i]["labels"][: len(w)]) for i, w in enumerate(val.windows)] == ["CGTAC", "TGG"]
-    assert read_records(tmp_path / "crlf.fa", "dna") == read_records(tmp_path / "lf.fa", "dna")
+    assert read_records(tmp_path / "crlf.fa", rules("dna")) == read_records(tmp_path / "lf.fa", rules("dna"))
     (tmp_path / "crlf.faa").write_bytes(b">p1 x\r\nMKV\r\nLL\r\n>p2\r\nACD\r\n")
     corpus = ProteinCorpus(tmp_path / "crlf.faa", ProteinTokenizer(), 0.5, seed=0)
     assert proteins(corpus) == ["ACD", "MKVLL"]
@@ -88,7 +94,7 @@ def test_empty_records(tmp_path):
         ProteinCorpus(tmp_path / "p.faa", ProteinTokenizer(), 0.5, seed=0)
     one_line(info, "p.faa", "record 'empty'", "empty sequence")
     with pytest.raises(InputError) as info:
-        read_records(tmp_path / "g.fa", "dna")
+        read_records(tmp_path / "g.fa", rules("dna"))
     one_line(info, "g.fa", "record 'empty'", "empty sequence")
 
 
@@ -101,7 +107,7 @@ def test_duplicate_ids(tmp_path):
     (tmp_path / "p.faa").write_text(">x\nMKV\n>x\nACD\n")
     corpus = ProteinCorpus(tmp_path / "p.faa", ProteinTokenizer(), 0.5, seed=0)
     assert len(corpus.sequences("train")) + len(corpus.sequences("val")) == 2
-    records = read_records(tmp_path / "p.faa", "protein")
+    records = read_records(tmp_path / "p.faa", rules("protein"))
     assert [r.sequence for r in records] == ["MKV", "ACD"]
 
 
@@ -139,7 +145,10 @@ def test_gzip_and_bgzip_everywhere(tmp_path, monkeypatch):
     bgzip(tmp_path / "m.bgz.smi.gz", smiles)
     for name in ("g.fa.gz", "g.bgz.fa.gz"):
         assert open_fasta(tmp_path / name)["a"][2:8] == "GTACGT", name
-        assert [r.sequence for r in read_records(tmp_path / name, "dna")] == ["ACGTACGTAC", "GGCC"]
+        assert [r.sequence for r in read_records(tmp_path / name, rules("dna"))] == [
+            "ACGTACGTAC",
+            "GGCC",
+        ]
     for name in ("p.faa.gz", "p.bgz.faa.gz"):
         corpus = ProteinCorpus(tmp_path / name, ProteinTokenizer(), 0.5, seed=0)
         assert len(corpus.sequences("train")) == 1 and len(corpus.sequences("val")) == 1
@@ -158,7 +167,7 @@ def damaged_gzip(path, text: bytes, how: str):
 
 @pytest.mark.parametrize("how", ["truncated", "corrupt"])
 def test_truncated_or_corrupt_gzip_is_a_one_line_error_in_every_reader(tmp_path, monkeypatch, how):
-    from biolm.inference.context import family_prompt
+    from biolm.inference.context import context_prompt
     from biolm.io.dms import read_scan
 
     monkeypatch.setenv("BIOLM_CACHE_DIR", str(tmp_path / "cache"))
@@ -172,11 +181,11 @@ def test_truncated_or_corrupt_gzip_is_a_one_line_error_in_every_reader(tmp_path,
     readers = [
         (bad_fa, lambda p: GenomeSource(p, DNATokenizer(), 0.5)),
         (bad_fa, lambda p: ProteinCorpus(p, ProteinTokenizer(unknown="replace"), 0.5, seed=0)),
-        (bad_fa, lambda p: read_records(p, "dna")),
-        (bad_fa, lambda p: family_prompt(p, ProteinTokenizer(unknown="replace"))),
+        (bad_fa, lambda p: read_records(p, rules("dna"))),
+        (bad_fa, lambda p: context_prompt(p, ProteinTokenizer(unknown="replace"))),
         (bad_smi, read_molecules),
         (bad_smi, stored_molecule_sets),
-        (bad_smi, lambda p: read_records(p, "smiles")),
+        (bad_smi, lambda p: read_records(p, rules("smiles"))),
         (bad_csv, read_labelled),
         (bad_scan, read_scan),
     ]
@@ -226,7 +235,7 @@ def test_a3m_insert_columns_and_stockholm_train_as_raw_proteins(tmp_path):
     for name, expected in (("f.a3m", ["MKVKLA", "MKVLA", "VLA"]), ("f.sto", ["MKAVA", "MKVLA"])):
         corpus = ProteinCorpus(tmp_path / name, tok, 0.34, seed=0)
         assert proteins(corpus) == sorted(expected), name
-        assert sorted(r.sequence for r in read_records(tmp_path / name, "protein")) == sorted(expected)
+        assert sorted(r.sequence for r in read_records(tmp_path / name, rules("protein"))) == sorted(expected)
 
 
 # --- SMILES ---------------------------------------------------------------------------------------------

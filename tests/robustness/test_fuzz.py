@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from biolm.domains import get_domain
 from biolm.errors import BiolmError
 
 # BIOLM_FUZZ_EXAMPLES=2000 for a deeper search (random, not the suite's fixed examples).
@@ -77,6 +78,11 @@ PIECES = [
     b"\xef\xbb\xbf",
 ]
 LINE_ENDS = [b"\n", b"\r\n", b"\r", b""]
+
+
+def rules(domain: str):
+    """The input-record rules of a domain (`biolm.domains`)."""
+    return get_domain(domain).records
 
 
 @st.composite
@@ -157,21 +163,21 @@ def molecules(path: Path) -> None:
 def records(kind: str) -> Callable[[Path], object]:
     from biolm.io.records import read_records
 
-    return lambda path: read_records(path, kind)
+    return lambda path: read_records(path, rules(kind))
 
 
 def family_context(path: Path) -> None:
-    from biolm.inference.context import family_prompt
+    from biolm.inference.context import context_prompt
     from biolm.tokenizers import ProteinTokenizer
 
-    family_prompt(path, ProteinTokenizer(), token_budget=64)
+    context_prompt(path, ProteinTokenizer(), token_budget=64)
 
 
 def molecule_context(path: Path) -> None:
-    from biolm.inference.context import molecule_set_prompt
+    from biolm.inference.context import context_prompt
     from biolm.tokenizers import SmilesTokenizer
 
-    molecule_set_prompt(path, SmilesTokenizer(), token_budget=64)
+    context_prompt(path, SmilesTokenizer(), token_budget=64)
 
 
 def labelled(path: Path) -> None:

@@ -26,10 +26,11 @@ def read_trace(path: Path) -> dict[int, list[int]]:
 
 def single_process_val_targets(overrides: list[str]) -> int:
     from biolm.configs import load_config, packaged_config, to_train_config
-    from biolm.tasks.domains import count_targets, dna_data
+    from biolm.domains import DNA
+    from biolm.tasks.runner import count_targets
 
     cfg = to_train_config(load_config(packaged_config("dna"), overrides))
-    return count_targets(dna_data(cfg).datamodule)
+    return count_targets(DNA.training_data(cfg).datamodule)
 
 
 def test_ddp_two_processes_shard_without_duplicates_and_agree_on_weights(tmp_path):

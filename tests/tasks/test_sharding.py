@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from biolm.data.datamodule import ResumableData, ShardSampler
-from biolm.tasks.ranks import is_rank_zero
+from biolm.data.ranks import is_rank_zero
 
 
 class Epoched(Dataset):
@@ -131,10 +131,10 @@ def test_is_rank_zero_reads_every_launcher(monkeypatch, env, zero):
 @pytest.mark.parametrize(("rank", "printed"), [("0", True), ("1", False)])
 def test_only_rank_zero_describes_the_genome(tmp_path, monkeypatch, capsys, rank, printed):
     from biolm.configs import load_config, packaged_config, to_train_config
-    from biolm.tasks.domains import dna_data
+    from biolm.domains import DNA
 
     genome = tmp_path / "g.fa"
     genome.write_text(">chr\n" + "ACGTTGCA" * 500 + "\n")
     monkeypatch.setenv("RANK", rank)
-    dna_data(to_train_config(load_config(packaged_config("dna"), [f"data.path={genome}"])))
+    DNA.training_data(to_train_config(load_config(packaged_config("dna"), [f"data.path={genome}"])))
     assert (str(genome) in capsys.readouterr().out) is printed
