@@ -76,6 +76,17 @@ ContextReader = Callable[..., ContextMembers]
 TrainingData = Callable[[Any, Tokenizer | None], DomainData]
 
 
+def novel_samples(
+    counts: dict[str, int], kept: list[str], distinct: list[str], known: set[str] | None, drop_known: bool
+) -> list[str]:
+    """Count the distinct samples not in `known` as counts["novel"] (with a reference set) and return
+    `kept`, without the known ones if `drop_known`."""
+    if known is None:
+        return kept
+    counts["novel"] = sum(s not in known for s in distinct)
+    return [s for s in kept if s not in known] if drop_known else kept
+
+
 def keep_samples(texts: Sequence[str], reference: Sequence[str] | None = None) -> tuple[list[str], None]:
     """The cleaner of a domain whose samples are kept as sampled (no counts): samples that run to their
     length limit are never empty."""

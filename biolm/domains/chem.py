@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from biolm.domains.base import IN_CONTEXT, ContextMembers, Domain, DomainData
+from biolm.domains.base import IN_CONTEXT, ContextMembers, Domain, DomainData, novel_samples
 from biolm.errors import ArgumentError, InputError
 from biolm.io.outputs import SMILES
 from biolm.io.records import SEQUENCE_COLUMN_NAMES, RecordRules, canonical_molecule
@@ -65,14 +65,10 @@ def clean_molecules(
         valid += 1
         unique.setdefault(canonical, None)
     counts = {"generated": generated, "valid": valid, "unique": len(unique)}
-    kept = list(unique)
+    known = None
     if reference is not None:
         known = {c for c in (canonical_smiles(r) for r in reference if r) if c is not None}
-        novel = [s for s in kept if s not in known]
-        counts["novel"] = len(novel)
-        if drop_known:
-            kept = novel
-    return kept, counts
+    return novel_samples(counts, list(unique), list(unique), known, drop_known), counts
 
 
 def read_molecule_set(

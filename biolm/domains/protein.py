@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from biolm.domains.base import HOMOLOG_CONTEXT, IN_CONTEXT, INFILL, ContextMembers, Domain, DomainData
+from biolm.domains.base import (
+    HOMOLOG_CONTEXT,
+    IN_CONTEXT,
+    INFILL,
+    ContextMembers,
+    Domain,
+    DomainData,
+    novel_samples,
+)
 from biolm.errors import InputError
 from biolm.io.records import RecordRules, cleaned_protein
 from biolm.tokenizers.base import TokenizationError, Tokenizer
@@ -89,12 +97,17 @@ def clean_proteins(
     distinct = list(dict.fromkeys(non_empty))
     counts = {"generated": len(norm), "non_empty": len(non_empty), "unique": len(distinct)}
     kept = distinct if drop_duplicates else non_empty
-    if reference is not None:
-        known = {"".join(r.split()).upper() for r in reference}
-        counts["novel"] = sum(s not in known for s in distinct)
-        if drop_known:
-            kept = [s for s in kept if s not in known]
-    return kept, counts
+    known = None if reference is None else {"".join(r.split()).upper() for r in reference}
+    return novel_samples(counts, kept, distinct, known, drop_known), counts
+
+
+def encode_unaligned(tokenizer: Tokenizer, path: Path, name: str, sequence: str) -> np.ndarray:
+    """[L] int64 ids of a protein read from an alignment (gaps removed); a residue the tokenizer cannot
+    read is a one-line InputError naming the file and the record."""
+    try:
+        return tokenizer.encode(sequence, record=name).astype(np.int64)
+    except TokenizationError as err:
+        raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
 
 
 def _read_family_records(path: Path) -> list[tuple[str, str]]:
@@ -157,10 +170,7 @@ def read_family(
             n_duplicate += 1
             continue
         seen.add(seq)
-        try:
-            ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
-        except TokenizationError as err:
-            raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
+        ids.append(encode_unaligned(tokenizer, path, name, seq))
         sequences.append(seq)
     # Shuffle before leaving out the members too long for the budget, so that one seed gives the same
     # order whatever the budget (a larger budget extends the same prompt).

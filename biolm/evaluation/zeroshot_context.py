@@ -32,13 +32,13 @@ from tqdm.auto import tqdm
 
 from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.domains import HOMOLOG_CONTEXT, domain_of
+from biolm.domains.protein import encode_unaligned
 from biolm.errors import ArgumentError, InputError
 from biolm.evaluation.incontext import score_targets
 from biolm.evaluation.zeroshot import encode_sequence, marginal_scores, mutated_positions
 from biolm.inference.decoding import repeat_state
 from biolm.io.dms import Scan
 from biolm.models import BioLM
-from biolm.tokenizers import TokenizationError
 from biolm.tokenizers.base import SEP_ID
 
 DEFAULT_CONTEXT_TOKENS = 2048
@@ -148,10 +148,7 @@ def read_homologs(options: ContextOptions, scan: Scan, tokenizer) -> Homologs:
             n_duplicate += 1
             continue
         seen.add(seq)
-        try:
-            ids.append(tokenizer.encode(seq, record=name).astype(np.int64))
-        except TokenizationError as err:
-            raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
+        ids.append(encode_unaligned(tokenizer, path, name, seq))
     dropped = {"copies of the wild type": n_wild_type, "duplicates": n_duplicate}
     if options.max_identity is not None:
         dropped[f"at least {options.max_identity:.0%} identical to the wild type"] = n_identical
