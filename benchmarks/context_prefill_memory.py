@@ -28,7 +28,8 @@ def measure(model_dir: str, members: int) -> dict:
     import torch
     from rss import proc_status_kb, reset_peak_rss
 
-    from biolm.evaluation.zeroshot_context import ContextOptions, draw_context, prefill, read_homologs
+    from biolm.evaluation.options import ContextOptions
+    from biolm.evaluation.zeroshot_context import draw_context, prefill, read_homologs
     from biolm.io.dms import read_scan
     from biolm.models.io import load
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from biolm.evaluation.finetune import HEAD_INITS, LR_SCHEDULES
+from biolm.evaluation.options import FinetuneOptions
 from biolm.evaluation.report import format_metric
 from biolm.evaluation.run import DataOptions, run_finetune, run_probe, run_zeroshot
 
@@ -206,21 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         elif recipe == "probe":
             metrics = run_probe(model, path, out, opts, seeds, device=args.device)
         else:
-            metrics = run_finetune(
-                model,
-                path,
-                out,
-                opts,
-                seeds,
-                device=args.device,
+            training = FinetuneOptions(
                 max_epochs=args.max_epochs,
                 max_steps=args.max_steps,
                 batch_size=args.batch_size,
                 lr=args.lr,
                 lr_schedule=args.lr_schedule,
                 head_init=args.head_init,
-                **({"rc_augment": True} if args.rc_augment and domain == "dna" else {}),
+                rc_augment=bool(args.rc_augment and domain == "dna"),
             )
+            metrics = run_finetune(model, path, out, opts, seeds, training, device=args.device)
         summary[name] = {
             "recipe": recipe,
             "model": str(model),

@@ -194,34 +194,34 @@ def prepare_chem(work: Path) -> tuple[Path, Path]:
 
 
 def _sampling(args: argparse.Namespace) -> dict:
-    return {"temperature": args.temperature, "top_k": None, "top_p": args.top_p, "min_p": args.min_p}
+    return {"temperature": args.temperature, "top_p": args.top_p, "min_p": args.min_p}
 
 
 def eval_protein(args: argparse.Namespace) -> None:
+    from biolm.evaluation.options import ProteinGenerationOptions
     from biolm.evaluation.protein_generation import run_protein_generation
 
+    options = ProteinGenerationOptions(
+        hmm_dir=PROTEIN / "pfam_hmm", num_samples=args.num_samples or 20, **_sampling(args)
+    )
     result = run_protein_generation(
-        args.model,
-        [PROTEIN / "pfam_seed"],
-        args.out or args.work / "reports" / "protein",
-        hmm_dir=PROTEIN / "pfam_hmm",
-        num_samples=args.num_samples or 20,
-        sampling=_sampling(args),
+        args.model, [PROTEIN / "pfam_seed"], args.out or args.work / "reports" / "protein", options
     )
     print(result["targets"])
 
 
 def eval_chem(args: argparse.Namespace) -> None:
     from biolm.evaluation.molecule_generation import run_molecule_generation
+    from biolm.evaluation.options import MoleculeGenerationOptions
 
-    result = run_molecule_generation(
-        args.model,
-        [args.work / "chem_eval"],
-        args.out or args.work / "reports" / "chem",
+    options = MoleculeGenerationOptions(
         num_unconditional=1000,
         train=args.work / "chem_train",
         num_samples=args.num_samples or 200,
-        sampling=_sampling(args),
+        **_sampling(args),
+    )
+    result = run_molecule_generation(
+        args.model, [args.work / "chem_eval"], args.out or args.work / "reports" / "chem", options
     )
     for name, summary in result["sets"].items():
         print(name, {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)})
@@ -229,17 +229,16 @@ def eval_chem(args: argparse.Namespace) -> None:
 
 def eval_moses(args: argparse.Namespace) -> None:
     from biolm.evaluation.molecule_generation import run_molecule_generation
+    from biolm.evaluation.options import MoleculeGenerationOptions
 
-    result = run_molecule_generation(
-        args.model,
-        [],
-        args.out or args.work / "reports" / "moses",
+    options = MoleculeGenerationOptions(
         num_unconditional=args.num_samples or 10000,
         train=MOSES / "train.csv.gz",
         test=MOSES / "test.csv.gz",
         max_reference=10000,
-        sampling=_sampling(args),
+        **_sampling(args),
     )
+    result = run_molecule_generation(args.model, [], args.out or args.work / "reports" / "moses", options)
     print({k: round(v, 4) for k, v in result["moses"].items()})
 
 

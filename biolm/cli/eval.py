@@ -1,9 +1,24 @@
-"""`biolm eval RECIPE MODEL_DIR DATA --out DIR`: evaluate a trained model and write a report."""
+"""`biolm eval RECIPE MODEL_DIR DATA --out DIR`: evaluate a trained model and write a report.
+
+Each recipe's flags map onto its options dataclass (`biolm.evaluation.options`): a flag's dest is the
+field's name, its argparse default None, and only the flags a user gave are passed on, so every default
+lives in the dataclass; `--help` quotes it from there (`default`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
+from biolm.evaluation.options import (
+    DEFAULT_SEEDS,
+    SCORES,
+    BaselineOptions,
+    ContextOptions,
+    DataOptions,
+    FinetuneOptions,
+)
 
 DESCRIPTION = """\
 Evaluate a trained model directory on labelled data and write a report directory (report.md, PNG
@@ -50,6 +65,23 @@ OUT_HELP = (
     "report directory to write (its folder is created); an earlier report there is replaced as a whole, "
     "a directory that holds anything else, or an input, is refused"
 )
+
+
+def default(options: type, name: str) -> object:
+    """The default of field `name` of an options dataclass, for a flag's help."""
+    return next(f.default for f in dataclasses.fields(options) if f.name == name)
+
+
+def listed(values) -> str:
+    """A sequence default as its flag is written (`0.8,0.1,0.1`)."""
+    return ",".join(str(v) for v in values)
+
+
+def given(args: argparse.Namespace, options: type) -> dict:
+    """The fields of an options dataclass that the user set by a flag (whose dest is the field's name);
+    the others are left to the dataclass's defaults."""
+    found = ((f.name, getattr(args, f.name, None)) for f in dataclasses.fields(options))
+    return {name: value for name, value in found if value is not None}
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -101,33 +133,34 @@ def _labelled(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         choices=("auto", "classification", "regression"),
-        default="auto",
-        help="auto: classification for text labels or at most 10 distinct integers, else regression",
+        help="auto: classification for text labels or at most 10 distinct integers, else regression "
+        f"(default: {default(DataOptions, 'task')})",
     )
     parser.add_argument(
         "--split",
         choices=("auto", "column", "random", "scaffold", "scaffold-balanced"),
-        default="auto",
         help="auto: the file's split column if any, else random; scaffold: Bemis-Murcko groups, largest "
         "first, so test holds the rarest scaffolds (DeepChem/MoleculeNet, deterministic); "
-        "scaffold-balanced: Bemis-Murcko groups in a seeded random order (chemprop); both SMILES only",
+        "scaffold-balanced: Bemis-Murcko groups in a seeded random order (chemprop); both SMILES only "
+        f"(default: {default(DataOptions, 'split')})",
     )
     parser.add_argument(
         "--fractions",
         type=_fractions,
-        default=(0.8, 0.1, 0.1),
         metavar="TRAIN,VALID,TEST",
         help="split fractions for random/scaffold splits, and the valid share carved from a column "
-        "split without validation rows (default: 0.8,0.1,0.1)",
+        f"split without validation rows (default: {listed(default(DataOptions, 'fractions'))})",
     )
     parser.add_argument(
         "--split-seed",
         type=int,
-        default=0,
-        help="seed of the random and scaffold-balanced splits (default: 0)",
+        help="seed of the random and scaffold-balanced splits "
+        f"(default: {default(DataOptions, 'split_seed')})",
     )
     parser.add_argument(
-        "--seeds", type=_seeds, default=[0], help="comma-separated seeds; metrics are mean ± sd (default: 0)"
+        "--seeds",
+        type=_seeds,
+        help=f"comma-separated seeds; metrics are mean ± sd (default: {listed(DEFAULT_SEEDS)})",
     )
 
 
@@ -157,30 +190,55 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "stopping and the restored checkpoint follow the valid metric (MCC or Spearman).",
     )
     _labelled(ft)
-    ft.add_argument("--head", choices=("linear", "mlp"), default="linear", help="head on the pooled state")
-    ft.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4)")
+    ft.add_argument(
+        "--head",
+        choices=("linear", "mlp"),
+        help=f"head on the pooled state (default: {default(FinetuneOptions, 'head')})",
+    )
+    ft.add_argument(
+        "--lr", type=float, help=f"AdamW learning rate (default: {default(FinetuneOptions, 'lr'):g})"
+    )
     ft.add_argument(
         "--lr-schedule",
         choices=("constant", "warmup-cosine"),
-        default="constant",
         help="constant, or warmup-cosine: linear warm-up over the first 10%% of the planned steps "
-        "(max epochs x batches), then cosine decay to 0 (default: constant)",
+        "(max epochs x batches), then cosine decay to 0 "
+        f"(default: {default(FinetuneOptions, 'lr_schedule')})",
     )
-    ft.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    ft.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default: 16)")
-    ft.add_argument("--max-epochs", type=int, default=10, help="epochs at most (default: 10)")
-    ft.add_argument("--max-steps", type=int, default=-1, help="optimizer steps at most (default: no limit)")
-    ft.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping")
+    ft.add_argument(
+        "--weight-decay",
+        type=float,
+        help=f"AdamW weight decay (default: {default(FinetuneOptions, 'weight_decay')})",
+    )
+    ft.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"sequences per batch (default: {default(FinetuneOptions, 'batch_size')})",
+    )
+    ft.add_argument(
+        "--max-epochs", type=int, help=f"epochs at most (default: {default(FinetuneOptions, 'max_epochs')})"
+    )
+    ft.add_argument(
+        "--max-steps",
+        type=int,
+        help=f"optimizer steps at most (default: {default(FinetuneOptions, 'max_steps')}, no limit)",
+    )
+    ft.add_argument(
+        "--patience",
+        type=int,
+        help=f"epochs without improvement before stopping (default: {default(FinetuneOptions, 'patience')})",
+    )
     ft.add_argument(
         "--head-init",
         choices=("random", "probe"),
-        default="random",
         help="start the head at random, or as the linear probe of the frozen model (fitted on train, "
-        "strength chosen on valid; linear head only): fine-tuning then starts where the probe ends",
+        "strength chosen on valid; linear head only): fine-tuning then starts where the probe ends "
+        f"(default: {default(FinetuneOptions, 'head_init')})",
     )
     ft.add_argument(
         "--rc-augment",
         action="store_true",
+        default=None,  # not given: FinetuneOptions' default
         help="DNA models: read each training sequence from a random strand, and average validation and "
         "test outputs over both strands (for labels that do not depend on the strand)",
     )
@@ -194,9 +252,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _common(zs, "ProteinGym-style CSV: mutant (e.g. H24C or A1B:C3D), mutated_sequence, DMS_score")
     _zeroshot_options(zs)
-    # The options' library names where they differ from the flags (ContextOptions, BaselineOptions).
+    # ContextOptions' name where it differs from the flag's dest (BaselineOptions' dests are its fields).
     zs.set_defaults(
-        run=run_zeroshot, argument_flags={"token_budget": "--context-tokens", "identity": "--weight-identity"}
+        run=run_zeroshot, argument_flags={"token_budget": "--context-tokens", "seed": "--context-seed"}
     )
 
     from biolm.cli import eval_generation
@@ -211,19 +269,25 @@ def _zeroshot_options(parser: argparse.ArgumentParser) -> None:
     )
     context.add_argument(
         "--context-tokens",
+        dest="token_budget",
+        metavar="CONTEXT_TOKENS",
         type=int,
-        default=2048,
-        help="most tokens of one context, <bos> and <sep>s included (default: 2048, the training length "
-        "of the in-context recipes; a recurrent model reads more in constant memory)",
+        help="most tokens of one context, <bos> and <sep>s included (default: "
+        f"{default(ContextOptions, 'token_budget')}, the training length of the in-context recipes; a "
+        "recurrent model reads more in constant memory)",
     )
     context.add_argument(
         "--replicates",
         type=int,
-        default=1,
-        help="contexts drawn with seeds S, S+1, ...; scores averaged (default: 1)",
+        help="contexts drawn with seeds S, S+1, ...; scores averaged "
+        f"(default: {default(ContextOptions, 'replicates')})",
     )
     context.add_argument(
-        "--context-seed", type=int, default=0, help="seed S of the first context (default: 0)"
+        "--context-seed",
+        dest="seed",
+        metavar="CONTEXT_SEED",
+        type=int,
+        help=f"seed S of the first context (default: {default(ContextOptions, 'seed')})",
     )
     context.add_argument(
         "--max-identity",
@@ -234,11 +298,10 @@ def _zeroshot_options(parser: argparse.ArgumentParser) -> None:
     context.add_argument("--max-members", type=int, help="at most this many homologs per context")
     context.add_argument(
         "--score",
-        choices=("causal", "fim"),
-        default="causal",
+        choices=SCORES,
         help="causal: log-likelihood ratio of the whole variant after the context; fim: for models "
         "trained with fill-in-the-middle, the mutated position masked, log p(mut) - log p(wt) there "
-        "(default: causal)",
+        f"(default: {default(ContextOptions, 'score')})",
     )
     baseline = parser.add_argument_group("site-independent baseline and ensemble")
     baseline.add_argument(
@@ -247,32 +310,26 @@ def _zeroshot_options(parser: argparse.ArgumentParser) -> None:
     baseline.add_argument(
         "--weight-identity",
         type=float,
-        default=0.8,
-        help="sequence weights: 1 / neighbours at least this identical (default: 0.8)",
+        dest="identity",
+        metavar="WEIGHT_IDENTITY",
+        help="sequence weights: 1 / neighbours at least this identical "
+        f"(default: {default(BaselineOptions, 'identity')})",
     )
     baseline.add_argument(
-        "--pseudocount", type=float, default=0.5, help="pseudo-count per amino acid and column (default: 0.5)"
+        "--pseudocount",
+        type=float,
+        help=f"pseudo-count per amino acid and column (default: {default(BaselineOptions, 'pseudocount')})",
     )
     baseline.add_argument(
         "--ensemble-weight",
         type=float,
-        default=0.5,
-        help="w of the ensemble w x model + (1 - w) x site-independent (default: 0.5)",
+        help="w of the ensemble w x model + (1 - w) x site-independent "
+        f"(default: {default(BaselineOptions, 'ensemble_weight')})",
     )
 
 
-def _data_options(args: argparse.Namespace):
-    from biolm.evaluation.run import DataOptions
-
-    return DataOptions(
-        sequence_column=args.sequence_column,
-        label_column=args.label_column,
-        split_column=args.split_column,
-        task=args.task,
-        split=args.split,
-        fractions=args.fractions,
-        split_seed=args.split_seed,
-    )
+def _seeds_given(args: argparse.Namespace) -> dict:
+    return {} if args.seeds is None else {"seeds": args.seeds}
 
 
 def _print(out: Path, metrics: dict) -> None:
@@ -290,8 +347,8 @@ def run_probe(args: argparse.Namespace) -> int:
         args.model_dir,
         args.data,
         args.out,
-        _data_options(args),
-        args.seeds,
+        DataOptions(**given(args, DataOptions)),
+        **_seeds_given(args),
         device=args.device,
         progress=not args.no_progress,
     )
@@ -300,30 +357,18 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from biolm.errors import InputError
     from biolm.evaluation.run import run_finetune as finetune
 
-    for name in ("batch_size", "max_epochs", "patience"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    training = FinetuneOptions(**given(args, FinetuneOptions))  # checked before anything is read
     metrics = finetune(
         args.model_dir,
         args.data,
         args.out,
-        _data_options(args),
-        args.seeds,
+        DataOptions(**given(args, DataOptions)),
+        **_seeds_given(args),
+        training=training,
         device=args.device,
         progress=not args.no_progress,
-        head=args.head,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        max_epochs=args.max_epochs,
-        max_steps=args.max_steps,
-        patience=args.patience,
-        head_init=args.head_init,
-        rc_augment=args.rc_augment,
     )
     _print(args.out, metrics)
     return 0
@@ -331,25 +376,14 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def run_zeroshot(args: argparse.Namespace) -> int:
     from biolm.errors import InputError
-    from biolm.evaluation.run import BaselineOptions
     from biolm.evaluation.run import run_zeroshot as zeroshot
 
+    baseline = BaselineOptions(**given(args, BaselineOptions))
     context = None
     if args.context is not None:
-        from biolm.evaluation.zeroshot_context import ContextOptions
-
-        context = ContextOptions(
-            args.context,
-            token_budget=args.context_tokens,
-            replicates=args.replicates,
-            seed=args.context_seed,
-            max_identity=args.max_identity,
-            max_members=args.max_members,
-            score=args.score,
-        )
-    elif args.score != "causal" or args.max_identity is not None or args.max_members is not None:
+        context = ContextOptions(args.context, **given(args, ContextOptions))
+    elif args.score is not None or args.max_identity is not None or args.max_members is not None:
         raise InputError("--score, --max-identity and --max-members apply to scoring with --context MSA")
-    baseline = BaselineOptions(args.msa, args.weight_identity, args.pseudocount, args.ensemble_weight)
     metrics = zeroshot(
         args.model_dir,
         args.data,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biolm.cli.eval import OUT_HELP
+from biolm.cli.eval import OUT_HELP, default, given, listed
+from biolm.evaluation.options import GenerationOptions, MoleculeGenerationOptions, ProteinGenerationOptions
+
+# Shorter names for the help texts, which quote each default from its options class.
+_SHARED, _PROTEIN, _MOLECULE = GenerationOptions, ProteinGenerationOptions, MoleculeGenerationOptions
 
 DESCRIPTION = """\
 Evaluate generation and write a report directory (report.md, PNG plots, metrics.json, the samples),
@@ -58,47 +62,62 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     p.add_argument(
         "--context-sizes",
+        dest="sizes",
         type=_sizes,
-        default=[0, 1, 2, 4, 8, 16, 32, 64],
         metavar="K,K,...",
-        help="context members k of the gain curve (default: 0,1,2,4,8,16,32,64)",
+        help=f"context members k of the gain curve (default: {listed(default(_SHARED, 'sizes'))})",
     )
     p.add_argument(
         "--held-out",
         type=int,
         help="members held out per set, at most half of it "
-        "(default: 16 per protein family, 100 per molecule set)",
+        f"(default: {default(_PROTEIN, 'held_out')} per protein family, "
+        f"{default(_MOLECULE, 'held_out')} per molecule set)",
     )
     p.add_argument(
-        "--draws", type=int, default=2, help="context orders per set for the gain curve (default: 2)"
+        "--draws",
+        type=int,
+        help=f"context orders per set for the gain curve (default: {default(_SHARED, 'draws')})",
     )
     p.add_argument(
         "-n",
         "--num-samples",
         type=int,
-        help="samples per set (default: 20 per protein family, 200 per molecule set)",
+        help=f"samples per set (default: {default(_PROTEIN, 'num_samples')} per protein family, "
+        f"{default(_MOLECULE, 'num_samples')} per molecule set)",
     )
     p.add_argument(
         "--sample-context",
         type=int,
-        help="most members in a sampling prompt (default: 32 proteins, 64 molecules)",
+        help=f"most members in a sampling prompt (default: {default(_PROTEIN, 'sample_context')} proteins, "
+        f"{default(_MOLECULE, 'sample_context')} molecules)",
     )
-    p.add_argument("--samples-per-prompt", type=int, default=5, help="samples from each prompt (default: 5)")
+    p.add_argument(
+        "--samples-per-prompt",
+        type=int,
+        help=f"samples from each prompt (default: {default(_SHARED, 'samples_per_prompt')})",
+    )
     p.add_argument(
         "--max-new-tokens",
         type=int,
-        help="most tokens per sample (default: twice the family's "
-        "longest member for proteins, 128 for SMILES)",
+        help="most tokens per sample (default: twice the family's longest member, at least 32, for "
+        f"proteins, {default(_MOLECULE, 'max_new_tokens')} for SMILES)",
     )
     p.add_argument(
-        "--temperature", type=float, default=1.0, help="sampling temperature, >= 0 (default: 1.0; 0: greedy)"
+        "--temperature",
+        type=float,
+        help=f"sampling temperature, >= 0 (default: {default(_SHARED, 'temperature')}; 0: greedy)",
     )
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set of tokens with this mass")
     p.add_argument(
         "--min-p", type=float, help="drop tokens below this fraction of the best one's probability"
     )
-    p.add_argument("--seed", type=int, default=0, help="seeds the splits, prompts and samples (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help=f"seeds the splits, prompts and samples (default: {default(_SHARED, 'seed')})",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     protein = p.add_argument_group("proteins")
@@ -109,112 +128,68 @@ def add_parser(recipes: argparse._SubParsersAction) -> None:
         "(PF00096_seed.fasta -> PF00096.hmm); without it no HMM hits are measured",
     )
     chem = p.add_argument_group("molecules")
-    chem.add_argument("--unconditional", type=int, default=1000, help="unconditional samples (default: 1000)")
+    chem.add_argument(
+        "--unconditional",
+        dest="num_unconditional",
+        type=int,
+        metavar="UNCONDITIONAL",
+        help=f"unconditional samples (default: {default(_MOLECULE, 'num_unconditional')})",
+    )
     chem.add_argument("--train", type=Path, help="training molecules, for the novelty of the samples")
     chem.add_argument("--test", type=Path, help="reference molecules for FCD, SNN, Frag, Scaf, properties")
     chem.add_argument(
         "--max-reference",
         type=int,
-        default=10000,
-        help="a seeded sample of at most this many --test molecules (default: 10000)",
+        help="a seeded sample of at most this many --test molecules "
+        f"(default: {default(_MOLECULE, 'max_reference')})",
     )
     chem.add_argument("--column", help="SMILES column of CSV/TSV files (default: auto-detected)")
     chem.add_argument(
-        "--token-budget", type=int, default=2048, help="most tokens of a molecule prompt (default: 2048)"
+        "--token-budget",
+        type=int,
+        help=f"most tokens of a molecule prompt (default: {default(_MOLECULE, 'token_budget')})",
     )
+    # The flags' dests are the options' field names; a reader's own name for --column is mapped here.
     p.set_defaults(run=run_generation, argument_flags={"smiles_column": "--column"})
 
 
 def run_generation(args: argparse.Namespace) -> int:
+    from biolm.domains import domain_of, get_domain
     from biolm.errors import InputError
     from biolm.evaluation.report import check_report_directory
-    from biolm.inference.arguments import check_sampling
     from biolm.models.io import load
 
-    for name in (
-        "draws",
-        "samples_per_prompt",
-        "held_out",
-        "sample_context",
-        "max_new_tokens",
-        "max_reference",
-    ):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("num_samples", "unconditional"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 0")
-    sampling = {
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "min_p": args.min_p,
-    }
-    check_sampling(**sampling, seed=args.seed)
-    common = dict(
-        sizes=args.context_sizes,
-        draws=args.draws,
-        samples_per_prompt=args.samples_per_prompt,
-        sampling=sampling,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-    )
-    chosen = {
-        k: v
-        for k, v in (
-            ("held_out", args.held_out),
-            ("num_samples", args.num_samples),
-            ("sample_context", args.sample_context),
-        )
-        if v is not None
-    }
+    # Every recipe's options are made, and so checked, before the model is loaded: a bad flag is refused
+    # before torch is paid for, whichever domain the model turns out to be. A flag of another domain's
+    # recipe is ignored by the run.
+    options = {name: cls(**given(args, cls)) for name, (cls, _) in RECIPES.items()}
     check_report_directory(args.out, args.model_dir, *args.data, args.hmm_dir, args.train, args.test)
     model = load(args.model_dir, device=args.device)
-    kind = getattr(model.tokenizer, "kind", None)
-    if kind == "protein":
-        from biolm.evaluation.protein_generation import run_protein_generation
-
-        if not args.data:
-            raise InputError("a protein model needs family files (DATA) to evaluate in-context generation")
-        result = run_protein_generation(
-            args.model_dir,
-            args.data,
-            args.out,
-            hmm_dir=args.hmm_dir,
-            max_new_tokens=args.max_new_tokens,
-            model=model,
-            **chosen,
-            **common,
-        )
-        _print_protein(result)
-    elif kind == "smiles":
-        from biolm.evaluation.molecule_generation import run_molecule_generation
-
-        result = run_molecule_generation(
-            args.model_dir,
-            args.data,
-            args.out,
-            num_unconditional=args.unconditional,
-            train=args.train,
-            test=args.test,
-            max_reference=args.max_reference,
-            column=args.column,
-            token_budget=args.token_budget,
-            max_new_tokens=args.max_new_tokens or 128,
-            model=model,
-            **chosen,
-            **common,
-        )
-        _print_molecules(result)
-    else:
-        raise InputError(
-            f"{args.model_dir}: generation is evaluated for protein and SMILES models, not {kind}"
-        )
+    domain = domain_of(model.tokenizer)
+    if domain.name not in RECIPES:
+        able = " and ".join(get_domain(name).title for name in RECIPES)
+        raise InputError(f"{args.model_dir}: generation is evaluated for {able} models, not {domain.title}")
+    _, recipe = RECIPES[domain.name]
+    recipe(args, options[domain.name], model)
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _run_protein(args: argparse.Namespace, options: ProteinGenerationOptions, model) -> None:
+    from biolm.errors import InputError
+    from biolm.evaluation.protein_generation import run_protein_generation
+
+    if not args.data:
+        raise InputError("a protein model needs family files (DATA) to evaluate in-context generation")
+    common = dict(device=args.device, progress=not args.no_progress, model=model)
+    _print_protein(run_protein_generation(args.model_dir, args.data, args.out, options, **common))
+
+
+def _run_molecules(args: argparse.Namespace, options: MoleculeGenerationOptions, model) -> None:
+    from biolm.evaluation.molecule_generation import run_molecule_generation
+
+    common = dict(device=args.device, progress=not args.no_progress, model=model)
+    _print_molecules(run_molecule_generation(args.model_dir, args.data, args.out, options, **common))
 
 
 def _print_protein(result: dict) -> None:
@@ -241,3 +216,10 @@ def _print_molecules(result: dict) -> None:
             f"{name}: NN similarity to held-out conditioned {s['nn_similarity_conditioned']:.3f} vs "
             f"unconditional {s['nn_similarity_unconditional']:.3f} (p {s['mann_whitney_p']:.1e})"
         )
+
+
+# The generation benchmark of each domain that has one: its options and how the CLI runs it.
+RECIPES = {
+    "protein": (ProteinGenerationOptions, _run_protein),
+    "chem": (MoleculeGenerationOptions, _run_molecules),
+}

@@ -1,4 +1,4 @@
-"""Tables and plots shared by the generation reports of proteins and molecules."""
+"""Tables, table cells and plots shared by the generation reports of proteins and molecules."""
 
 from __future__ import annotations
 
@@ -11,8 +11,23 @@ from biolm.evaluation.incontext import GainCurve
 from biolm.evaluation.report import Plot
 
 
-def _number(value: float, digits: int = 2) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+def _missing(value: float | None) -> bool:
+    return value is None or not math.isfinite(value)
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    """A table cell: `value` with `digits` decimals, or a dash where there is none (None, NaN)."""
+    return "—" if _missing(value) else f"{value:.{digits}f}"
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    """A table cell: the fraction `value` as a percentage, or a dash where there is none."""
+    return "—" if _missing(value) else f"{100 * value:.{digits}f} %"
+
+
+def scientific(value: float | None) -> str:
+    """A table cell: `value` in scientific notation (p-values), or a dash where there is none."""
+    return "—" if _missing(value) else f"{value:.1e}"
 
 
 def gain_table(curve: GainCurve, unit: str) -> str:
@@ -30,14 +45,14 @@ def gain_table(curve: GainCurve, unit: str) -> str:
         "|---|---:|" + "---:|" * len(curve.sizes),
     ]
     for f, name in enumerate(curve.names):
-        cells = " | ".join(_number(v) for v in ppl[f])
+        cells = " | ".join(number(v) for v in ppl[f])
         lines.append(f"| {name} | {curve.held_out[f]} | {cells} |")
     full = np.isfinite(curve.nll).all(axis=1)
-    pooled = " | ".join(_number(v) for v in curve.pooled_perplexity())
+    pooled = " | ".join(number(v) for v in curve.pooled_perplexity())
     lines.append(f"| **pooled** ({int(full.sum())} sets with every k) | | {pooled} |")
     with np.errstate(invalid="ignore"):
         tokens = np.nanmean(curve.prompt_tokens, axis=0) if len(curve.names) else np.array([])
-    lines.append(f"| mean prompt tokens | | {' | '.join(_number(v, 0) for v in tokens)} |")
+    lines.append(f"| mean prompt tokens | | {' | '.join(number(v, 0) for v in tokens)} |")
     return "\n".join(lines)
 
 

@@ -239,12 +239,6 @@ def gain_curve(
     return GainCurve(sizes, names, nll, tokens, prompt_tokens, n_held, draws)
 
 
-def prompt_ids(members: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """TEMPORARY (until generation_common uses the layout): (ids, positions) of the prompt of `members`."""
-    prompt = DEFAULT_LAYOUT.prompt(members)
-    return prompt.ids, prompt.positions
-
-
 def derived_seed(seed: int, name: str, *numbers: int) -> int:
     """A 31-bit seed for one draw of one set: independent draws for different names and numbers."""
     return int(np.random.default_rng([seed, *numbers, *name.encode()]).integers(1 << 31))

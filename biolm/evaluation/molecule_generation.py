@@ -15,7 +15,6 @@ unconditional samples (one-sided Mann-Whitney U test), and the FCD of both to th
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -24,11 +23,29 @@ from pathlib import Path
 
 import numpy as np
 
+from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.evaluation import molecule_metrics as mm
-from biolm.evaluation.generation_common import load_generation_model, prompted_samples
-from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot
-from biolm.evaluation.incontext import DEFAULT_SIZES, gain_curve, split_members
-from biolm.evaluation.report import write_report
+from biolm.evaluation.generation_common import (
+    GenerationReport,
+    load_generation_model,
+    over_sets,
+    prompt_rng,
+    prompted_samples,
+    sampler_text,
+    set_gain_curve,
+    split_set,
+    write_generation_report,
+)
+from biolm.evaluation.generation_report import (
+    gain_plot,
+    gain_table,
+    histogram_plot,
+    number,
+    percent,
+    scientific,
+)
+from biolm.evaluation.incontext import GainCurve
+from biolm.evaluation.options import MoleculeGenerationOptions
 from biolm.models import BioLM
 
 
@@ -63,56 +80,46 @@ def set_data(molecules, tokenizer) -> MoleculeSetData:
     return MoleculeSetData(molecules.name, Path(molecules.path), smiles, ids, left_out)
 
 
-def unconditional_samples(
-    model, num_samples: int, max_new_tokens: int, sampling: dict, seed: int, progress: bool
-):
+def unconditional_samples(model, options: MoleculeGenerationOptions, progress: bool) -> list[str]:
     """SMILES sampled from `<bos>` (a sample ends at `<eos>` or `<sep>`)."""
     from biolm.inference.pipeline import sample_texts
 
     return sample_texts(
-        model, num_samples, max_new_tokens=max_new_tokens, seed=seed, progress=progress, **sampling
+        model,
+        options.num_unconditional,
+        max_new_tokens=options.max_new_tokens,
+        seed=options.seed,
+        progress=progress,
+        **options.sampling,
     )
 
 
-def conditioned_samples(
-    model,
+def choose_members(
+    rng: np.random.Generator,
     molecule_set: MoleculeSetData,
     pool: np.ndarray,
-    *,
-    num_samples: int,
     sample_context: int,
-    samples_per_prompt: int,
     token_budget: int,
-    max_new_tokens: int,
-    sampling: dict,
-    seed: int,
+) -> list[int]:
+    """Pool molecules in a random order, while they fit `token_budget` and `sample_context` (the
+    first that does not fit ends the prompt, as training packs a set)."""
+    order = rng.permutation(pool)
+    lengths = [len(molecule_set.ids[i]) for i in order]
+    return [order[j] for j in DEFAULT_LAYOUT.choose(lengths, token_budget, sample_context)]
+
+
+def conditioned_samples(
+    model, molecule_set: MoleculeSetData, pool: np.ndarray, options: MoleculeGenerationOptions
 ) -> tuple[list[str], list[int]]:
     """Samples after prompts of pool molecules; returns them and each prompt's number of members."""
 
     def choose(rng: np.random.Generator) -> list[int]:
-        """Pool molecules in a random order, while they fit `token_budget` and `sample_context`."""
-        chosen, used = [], 1
-        for i in rng.permutation(pool):
-            cost = len(molecule_set.ids[i]) + 1
-            if used + cost > token_budget or len(chosen) >= sample_context:
-                break
-            chosen.append(i)
-            used += cost
-        return chosen
+        return choose_members(rng, molecule_set, pool, options.sample_context, options.token_budget)
 
-    rng = np.random.default_rng([seed, 2, *molecule_set.name.encode()])
     samples, members = [], []
+    rng = prompt_rng(molecule_set.name, options)
     for _, chosen, _, texts in prompted_samples(
-        model,
-        molecule_set.name,
-        molecule_set.ids,
-        choose,
-        rng,
-        num_samples=num_samples,
-        samples_per_prompt=samples_per_prompt,
-        max_new_tokens=max_new_tokens,
-        sampling=sampling,
-        seed=seed,
+        model, molecule_set.name, molecule_set.ids, choose, rng, options, options.max_new_tokens
     ):
         samples += texts
         members.append(len(chosen))
@@ -167,21 +174,9 @@ def set_summary(
     }
 
 
-def _f(value: float, digits: int = 3) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _p(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
-
-
-def _e(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.1e}"
-
-
 def moses_section(metrics: dict) -> str:
     lines = ["## Unconditional samples (MOSES metrics)", "", "| metric | value |", "|---|---:|"]
-    lines += [f"| {name} | {_f(value)} |" for name, value in metrics.items()]
+    lines += [f"| {name} | {number(value, 3)} |" for name, value in metrics.items()]
     return "\n".join(lines)
 
 
@@ -199,12 +194,12 @@ def sets_section(summaries: dict[str, dict]) -> str:
     ]
     for name, s in summaries.items():
         lines.append(
-            f"| {name} | {s['molecules']} | {s['held_out']} | {_f(s['prompt_members_mean'], 1)} "
+            f"| {name} | {s['molecules']} | {s['held_out']} | {number(s['prompt_members_mean'], 1)} "
             f"| {s['samples']} "
-            f"| {_p(s['valid'])} | {_p(s['unique'])} | {_p(s['novel_vs_set'])} "
-            f"| {_f(s['nn_similarity_conditioned'])} | {_f(s['nn_similarity_unconditional'])} "
-            f"| {_f(s['nn_similarity_pool'])} | {_e(s['mann_whitney_p'])} "
-            f"| {_f(s['fcd_conditioned'], 2)} | {_f(s['fcd_unconditional'], 2)} |"
+            f"| {percent(s['valid'], 1)} | {percent(s['unique'], 1)} | {percent(s['novel_vs_set'], 1)} "
+            f"| {number(s['nn_similarity_conditioned'], 3)} | {number(s['nn_similarity_unconditional'], 3)} "
+            f"| {number(s['nn_similarity_pool'], 3)} | {scientific(s['mann_whitney_p'])} "
+            f"| {number(s['fcd_conditioned'])} | {number(s['fcd_unconditional'])} |"
         )
     return "\n".join(lines)
 
@@ -229,22 +224,8 @@ def run_molecule_generation(
     model_dir: str | os.PathLike,
     data: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    options: MoleculeGenerationOptions | None = None,
     *,
-    num_unconditional: int = 1000,
-    train: str | os.PathLike | None = None,
-    test: str | os.PathLike | None = None,
-    max_reference: int | None = 10000,
-    column: str | None = None,
-    sizes: Sequence[int] = DEFAULT_SIZES,
-    held_out: int = 100,
-    draws: int = 2,
-    num_samples: int = 200,
-    sample_context: int = 64,
-    samples_per_prompt: int = 10,
-    token_budget: int = 2048,
-    max_new_tokens: int = 128,
-    sampling: dict | None = None,
-    seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
     model: BioLM | None = None,
@@ -256,29 +237,24 @@ def run_molecule_generation(
         data: molecule set files (.smi/.csv/.tsv) or directories of them, for set-conditioned
             generation; may be empty (unconditional only).
         out_dir: report directory (report.md, PNGs, metrics.json, samples), replaced as a whole.
-        num_unconditional: samples from `<bos>`.
-        train: training molecules (a file or a directory of files), for the novelty of the
-            unconditional samples (read whole).
-        test: reference molecules (file or directory) for FCD/SNN/Frag/Scaf (a seeded sample of
-            `max_reference`).
-        column: the SMILES column of CSV/TSV files (auto-detected if None).
-        held_out: molecules held out per set (at most half of it).
-        num_samples: conditioned samples per set; sample_context: most molecules in a prompt;
-        samples_per_prompt: samples per prompt; token_budget: most prompt tokens.
-        max_new_tokens: most tokens per sample.
-        sampling: temperature / top_k / top_p / min_p for `generate`.
+        options: the recipe's settings (None: every default of `MoleculeGenerationOptions`).
+        device: where the model runs, and FCD's ChemNet.
         model: the model of `model_dir`, when already loaded.
+
+    Returns:
+        {"moses": the unconditional samples' metrics, "sets": per-set numbers, "gain_curve": GainCurve
+        or None without sets}.
     """
     from biolm.data.chem import read_molecule_sets
 
+    options = options or MoleculeGenerationOptions()
     started = time.perf_counter()
-    model = load_generation_model(model_dir, model, device, "smiles")
-    sampling = sampling or {}
-    sets = [set_data(m, model.tokenizer) for path in data for m in read_molecule_sets(path, column)]
-    train_smiles = _reference(train, column, None, seed)
-    test_smiles = _reference(test, column, max_reference, seed)
+    model = load_generation_model(model_dir, model, device, "chem")
+    sets = [set_data(m, model.tokenizer) for path in data for m in read_molecule_sets(path, options.column)]
+    train_smiles = _reference(options.train, options.column, None, options.seed)
+    test_smiles = _reference(options.test, options.column, options.max_reference, options.seed)
 
-    unconditional = unconditional_samples(model, num_unconditional, max_new_tokens, sampling, seed, progress)
+    unconditional = unconditional_samples(model, options, progress)
     moses = mm.moses_metrics(
         unconditional,
         train=set(train_smiles) if train_smiles is not None else None,
@@ -286,58 +262,65 @@ def run_molecule_generation(
         device=device,
     )
     unconditional_valid = [c for c in mm.canonical_valid(unconditional) if c is not None]
-    summaries: dict[str, dict] = {}
-    curve = None
-    conditioned_all: dict[str, list[str]] = {}
+    curve, summaries, conditioned = None, {}, {}
     if sets:
-        curve = gain_curve(
-            model,
-            {s.name: s.ids for s in sets},
-            sizes,
-            held_out=held_out,
-            draws=draws,
-            seed=seed,
-            progress=progress,
+        curve = set_gain_curve(model, {s.name: s.ids for s in sets}, options, progress)
+        summaries, conditioned = _conditioned_sets(
+            model, sets, unconditional_valid, options, device, progress
         )
-        from tqdm.auto import tqdm
-
-        for molecule_set in tqdm(sets, desc="sets", unit="set", disable=not progress):
-            held, pool = split_members(molecule_set.name, len(molecule_set.ids), held_out, seed)
-            if not len(held) or not len(pool):
-                continue
-            samples, members = conditioned_samples(
-                model,
-                molecule_set,
-                pool,
-                num_samples=num_samples,
-                sample_context=sample_context,
-                samples_per_prompt=samples_per_prompt,
-                token_budget=token_budget,
-                max_new_tokens=max_new_tokens,
-                sampling=sampling,
-                seed=seed,
-            )
-            conditioned_all[molecule_set.name] = samples
-            summaries[molecule_set.name] = set_summary(
-                molecule_set, held, pool, samples, unconditional_valid, None, members, device
-            )
     facts = {
-        "model": str(model_dir),
-        "unconditional samples": f"{num_unconditional:,} from <bos>, at most {max_new_tokens} tokens",
-        "sampling": ", ".join(f"{k} {v}" for k, v in sampling.items() if v is not None) or "temperature 1",
-        "novelty reference": f"{train} ({len(train_smiles):,} molecules)"
-        if train_smiles is not None
-        else "none",
-        "test reference": f"{test} ({len(test_smiles):,} molecules)" if test_smiles is not None else "none",
+        "unconditional samples": f"{options.num_unconditional:,} from <bos>, at most "
+        f"{options.max_new_tokens} tokens",
+        "sampling": sampler_text(options),
+        "novelty reference": _reference_fact(options.train, train_smiles),
+        "test reference": _reference_fact(options.test, test_smiles),
     }
     if sets:
         facts["sets"] = f"{len(sets)} ({', '.join(s.name for s in sets)})"
         facts["set-conditioned samples"] = (
-            f"{num_samples} per set, {samples_per_prompt} per prompt of at most {sample_context} pool "
-            f"molecules within {token_budget:,} tokens; up to {held_out} molecules per set held out "
-            "(at most half)"
+            f"{options.num_samples} per set, {options.samples_per_prompt} per prompt of at most "
+            f"{options.sample_context} pool molecules within {options.token_budget:,} tokens; up to "
+            f"{options.held_out} molecules per set held out (at most half)"
         )
-    facts["wall time"] = f"{time.perf_counter() - started:.0f} s"
+    report = _report(facts, moses, curve, summaries, unconditional, conditioned)
+    return write_generation_report(out_dir, "biolm eval generation (molecules)", model_dir, started, report)
+
+
+def _conditioned_sets(
+    model,
+    sets: list[MoleculeSetData],
+    unconditional_valid: list[str],
+    options: MoleculeGenerationOptions,
+    device: str,
+    progress: bool,
+) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """Each set's samples after prompts of its pool and their summary (`set_summary`); a set too small
+    to hold a member out is left out."""
+    summaries, conditioned = {}, {}
+    for molecule_set in over_sets(sets, "sets", "set", progress):
+        held, pool = split_set(molecule_set.name, len(molecule_set.ids), options)
+        if not len(held) or not len(pool):
+            continue
+        samples, members = conditioned_samples(model, molecule_set, pool, options)
+        conditioned[molecule_set.name] = samples
+        summaries[molecule_set.name] = set_summary(
+            molecule_set, held, pool, samples, unconditional_valid, None, members, device
+        )
+    return summaries, conditioned
+
+
+def _reference_fact(path: str | os.PathLike | None, smiles: list[str] | None) -> str:
+    return f"{path} ({len(smiles):,} molecules)" if smiles is not None else "none"
+
+
+def _report(
+    facts: dict[str, str],
+    moses: dict,
+    curve: GainCurve | None,
+    summaries: dict[str, dict],
+    unconditional: list[str],
+    conditioned: dict[str, list[str]],
+) -> GenerationReport:
     sections = [moses_section(moses)]
     plots = {}
     if curve is not None:
@@ -354,16 +337,16 @@ def run_molecule_generation(
             },
             "Tanimoto similarity to the nearest held-out member",
         )
+    # "_nn" holds the per-sample similarities behind the histogram, not a metric.
     clean = {name: {k: v for k, v in s.items() if not k.startswith("_")} for name, s in summaries.items()}
-    extra = {"moses": moses, "sets": clean}
+    numbers = {"moses": moses, "sets": clean}
     if curve is not None:
-        extra["gain_curve"] = curve.to_json()
+        numbers["gain_curve"] = curve.to_json()
     files = {"unconditional.smi": "\n".join(unconditional) + "\n"}
-    files.update({f"conditioned_{name}.smi": "\n".join(s) + "\n" for name, s in conditioned_all.items()})
-    write_report(
-        out_dir, "biolm eval generation (molecules)", facts, {}, plots, extra, sections=sections, files=files
+    files.update({f"conditioned_{name}.smi": "\n".join(s) + "\n" for name, s in conditioned.items()})
+    return GenerationReport(
+        facts, sections, plots, numbers, {"moses": moses, "sets": clean, "gain_curve": curve}, files
     )
-    return {"moses": moses, "sets": clean, "gain_curve": curve}
 
 
 def _conditioning_verdict(summaries: dict[str, dict]) -> str:

@@ -1,18 +1,19 @@
 """`biolm eval generation` for a protein model: in-context gain curve, samples conditioned on family
 members, and how family-like and how novel the samples are.
 
-For each family file: the distinct members are split into held-out members and a context pool
-(`incontext.split_members`). The gain curve scores the held-out members after 0, 1, 2, ... pool members.
-Samples are generated after prompts of `sample_context` pool members (a fresh random choice per prompt,
-`samples_per_prompt` samples each) and measured: a hit of the family's profile HMM (pyhmmer, Pfam
-gathering threshold), the identity to the nearest member of their prompt, and their length. The held-out
-natural members are measured the same way, as the reference a sample is compared with.
+For each family file (read by `protein_families`): the distinct members are split into held-out members
+and a context pool (`incontext.split_members`). The gain curve scores the held-out members after 0, 1,
+2, ... pool members. Samples are generated after prompts of `sample_context` pool members (a fresh
+random choice per prompt, `samples_per_prompt` samples each) and measured: a hit of the family's profile
+HMM (pyhmmer, Pfam gathering threshold), the identity to the nearest member of their prompt, and their
+length. The held-out natural members are measured the same way, as the reference a sample is compared
+with. The settings are a `ProteinGenerationOptions`; the steps both recipes share are in
+`generation_common`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -22,28 +23,34 @@ from pathlib import Path
 
 import numpy as np
 
-from biolm.errors import ArgumentError, InputError
-from biolm.evaluation.generation_common import load_generation_model, prompted_samples
-from biolm.evaluation.generation_report import gain_plot, gain_table, histogram_plot, scatter_with_lines
-from biolm.evaluation.incontext import DEFAULT_SIZES, gain_curve, split_members
+from biolm.errors import InputError
+from biolm.evaluation.generation_common import (
+    GenerationReport,
+    load_generation_model,
+    over_sets,
+    prompt_rng,
+    prompted_samples,
+    sampler_text,
+    set_gain_curve,
+    split_set,
+    write_generation_report,
+)
+from biolm.evaluation.generation_report import (
+    gain_plot,
+    gain_table,
+    histogram_plot,
+    percent,
+    scatter_with_lines,
+)
+from biolm.evaluation.incontext import GainCurve
+from biolm.evaluation.options import ProteinGenerationOptions
+from biolm.evaluation.protein_families import FamilyData, family_files, read_family
 from biolm.evaluation.protein_metrics import hmm_for_family, hmm_hits, length_summary, nearest_identity
-from biolm.evaluation.report import write_report
 from biolm.models import BioLM
 
 log = logging.getLogger(__name__)
 
 NOVELTY_IDENTITY = 0.9  # a sample under this identity to every context member counts as new
-
-
-@dataclass
-class FamilyData:
-    """The distinct members of one family file, as text and as token ids."""
-
-    name: str
-    path: Path
-    sequences: list[str]
-    ids: list[np.ndarray]
-    hmm: Path | None = None
 
 
 @dataclass
@@ -72,74 +79,46 @@ class FamilyResult:
     threshold: str = ""
 
 
-def family_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """The family files of the arguments: files as given, directories expanded to their sequence
-    files (sorted)."""
-    from biolm.io.proteins import is_sequence_file
-
-    files: list[Path] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            found = sorted(p for p in given.iterdir() if is_sequence_file(p))
-            if not found:
-                raise InputError(f"{given}: no FASTA/A3M/Stockholm files in the directory")
-            files += found
-        elif given.is_file():
-            files.append(given)
-        else:
-            raise InputError(f"{given}: file not found")
-    return files
-
-
-def read_family(path: Path, tokenizer) -> FamilyData:
-    """Distinct members of a family file (all alignments of a Stockholm file together), tokenized."""
-    from biolm.io.proteins import read_protein_file
-    from biolm.tokenizers import TokenizationError
-
-    sequences, ids, seen = [], [], set()
-    for family in read_protein_file(path):
-        for record in family.records:
-            if record.sequence in seen:
-                continue
-            seen.add(record.sequence)
-            try:
-                ids.append(tokenizer.encode(record.sequence, record=record.name).astype(np.int64))
-            except TokenizationError as err:
-                raise InputError(f"{path}: {err.reason} (after removing gaps)") from None
-            sequences.append(record.sequence)
-    name = path.name.split(".")[0]
-    return FamilyData(name, path, sequences, ids)
+def read_families(
+    data: Sequence[str | os.PathLike], tokenizer, hmm_dir: str | os.PathLike | None
+) -> list[FamilyData]:
+    """The families of the family files with at least 2 distinct members, each with its HMM when
+    `hmm_dir` has one; the others are left out with a warning."""
+    families = []
+    for path in family_files(data):
+        family = read_family(path, tokenizer)
+        if len(family.ids) < 2:
+            log.warning("%s: fewer than 2 distinct members; left out", path)
+            continue
+        family.hmm = hmm_for_family(path, Path(hmm_dir)) if hmm_dir is not None else None
+        if hmm_dir is not None and family.hmm is None:
+            log.warning("%s: no HMM for this family in %s; HMM hits not measured", path, hmm_dir)
+        families.append(family)
+    if not families:
+        raise InputError("no family with at least 2 distinct members")
+    return families
 
 
-def sample_family(
-    model,
-    family: FamilyData,
-    *,
-    num_samples: int,
-    sample_context: int,
-    samples_per_prompt: int,
-    held_out: int,
-    max_new_tokens: int | None,
-    sampling: dict,
-    seed: int,
-) -> FamilyResult:
-    """Generate `num_samples` members of a family after prompts of its pool members, and measure them."""
+def _random_prompt(rng: np.random.Generator, pool: np.ndarray, size: int) -> np.ndarray:
+    """`size` pool members (all of a smaller pool), drawn without replacement."""
+    return rng.choice(pool, size=min(size, len(pool)), replace=False)
+
+
+def sample_family(model, family: FamilyData, options: ProteinGenerationOptions) -> FamilyResult:
+    """Generate `options.num_samples` members of a family after prompts of its pool members, and
+    measure them and the held-out natural members alike."""
     result = FamilyResult(family)
-    held, pool = split_members(family.name, len(family.ids), held_out, seed)
-    longest = max(len(s) for s in family.sequences)
-    limit = max_new_tokens or max(32, 2 * longest)
-    rng = np.random.default_rng([seed, 2, *family.name.encode()])
+    held, pool = split_set(family.name, len(family.ids), options)
+    limit = options.max_new_tokens or max(32, 2 * max(len(s) for s in family.sequences))
+    rng = prompt_rng(family.name, options)
     prompts = prompted_samples(
         model,
         family.name,
         family.ids,
-        lambda rng: rng.choice(pool, size=min(sample_context, len(pool)), replace=False),
+        lambda rng: _random_prompt(rng, pool, options.sample_context),
         rng,
-        num_samples=num_samples,
-        samples_per_prompt=samples_per_prompt,
-        max_new_tokens=limit,
-        sampling=sampling,
-        seed=seed,
+        options,
+        limit,
     )
     for p, chosen, rows, texts in prompts:
         context = [family.sequences[i] for i in chosen]
@@ -153,9 +132,7 @@ def sample_family(
     # Natural reference: the held-out members, each against a prompt-sized draw of the pool.
     natural = [family.sequences[i] for i in held]
     result.natural_lengths = [len(s) for s in natural]
-    reference = [
-        family.sequences[i] for i in rng.choice(pool, size=min(sample_context, len(pool)), replace=False)
-    ]
+    reference = [family.sequences[i] for i in _random_prompt(rng, pool, options.sample_context)]
     result.natural_identity = nearest_identity(natural, reference)[0]
     if family.hmm is not None:
         found = hmm_hits(family.hmm, [s.sequence for s in result.samples] + natural)
@@ -195,12 +172,6 @@ def family_summary(result: FamilyResult) -> dict:
     }
 
 
-def _pct(value: float | None) -> str:
-    return (
-        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f} %"
-    )
-
-
 def sampling_table(summaries: dict[str, dict], totals: dict) -> str:
     """Markdown table of the samples, one row per family, then all families."""
     lines = [
@@ -214,8 +185,8 @@ def sampling_table(summaries: dict[str, dict], totals: dict) -> str:
     for name, s in [*summaries.items(), ("**all**", totals)]:
         length, natural = s["length"], s["natural_length"]
         lines.append(
-            f"| {name} | {s['samples']} | {_pct(s['ended'])} | {_pct(s['hmm_hit'])} "
-            f"| {_pct(s['hmm_hit_novel'])} | {s['identity_median']:.2f} | {_pct(s['natural_hmm_hit'])} "
+            f"| {name} | {s['samples']} | {percent(s['ended'])} | {percent(s['hmm_hit'])} "
+            f"| {percent(s['hmm_hit_novel'])} | {s['identity_median']:.2f} | {percent(s['natural_hmm_hit'])} "
             f"| {s['natural_identity_median']:.2f} "
             f"| {length['mean']:.0f} ± {length['sd']:.0f} | {natural['mean']:.0f} ± {natural['sd']:.0f} |"
         )
@@ -269,17 +240,8 @@ def run_protein_generation(
     model_dir: str | os.PathLike,
     data: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    options: ProteinGenerationOptions | None = None,
     *,
-    hmm_dir: str | os.PathLike | None = None,
-    sizes: Sequence[int] = DEFAULT_SIZES,
-    held_out: int = 16,
-    draws: int = 2,
-    num_samples: int = 20,
-    sample_context: int = 32,
-    samples_per_prompt: int = 5,
-    max_new_tokens: int | None = None,
-    sampling: dict | None = None,
-    seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
     model: BioLM | None = None,
@@ -290,85 +252,63 @@ def run_protein_generation(
         model_dir: a causal protein model directory.
         data: family files (FASTA/A3M/Stockholm, gzip allowed) or directories of them.
         out_dir: report directory (report.md, PNGs, metrics.json, samples.tsv), replaced as a whole.
-        hmm_dir: profile HMMs named after the families (`PF00096_seed.fasta` -> `PF00096.hmm`).
-        sizes: context sizes of the gain curve.
-        held_out: members held out per family (scored by the gain curve, never in a prompt).
-        draws: context orders per family for the gain curve.
-        num_samples: samples per family.
-        sample_context: pool members in each sampling prompt.
-        samples_per_prompt: samples generated from each prompt.
-        max_new_tokens: most tokens per sample (None: twice the family's longest member, at least 32).
-        sampling: temperature / top_k / top_p / min_p for `generate`.
-        seed: seeds the split, the prompts and the samples.
+        options: the recipe's settings (None: every default of `ProteinGenerationOptions`).
         model: the model of `model_dir`, when already loaded.
+
+    Returns:
+        {"gain_curve": GainCurve, "families": per-family numbers, "all": all families', "targets"}.
     """
+    options = options or ProteinGenerationOptions()
     started = time.perf_counter()
     model = load_generation_model(model_dir, model, device, "protein")
-    if samples_per_prompt < 1 or sample_context < 1 or held_out < 1 or draws < 1 or num_samples < 0:
-        raise ArgumentError(
-            "{samples_per_prompt}, {sample_context}, {held_out} and {draws} must be at least 1",
-            "samples_per_prompt",
-            "sample_context",
-            "held_out",
-            "draws",
-        )
-    families = []
-    for path in family_files(data):
-        family = read_family(path, model.tokenizer)
-        if len(family.ids) < 2:
-            log.warning("%s: fewer than 2 distinct members; left out", path)
-            continue
-        family.hmm = hmm_for_family(path, Path(hmm_dir)) if hmm_dir is not None else None
-        if hmm_dir is not None and family.hmm is None:
-            log.warning("%s: no HMM for this family in %s; HMM hits not measured", path, hmm_dir)
-        families.append(family)
-    if not families:
-        raise InputError("no family with at least 2 distinct members")
-
-    curve = gain_curve(
-        model,
-        {f.name: f.ids for f in families},
-        sizes,
-        held_out=held_out,
-        draws=draws,
-        seed=seed,
-        progress=progress,
-    )
-    from tqdm.auto import tqdm
-
+    families = read_families(data, model.tokenizer, options.hmm_dir)
+    curve = set_gain_curve(model, {f.name: f.ids for f in families}, options, progress)
     results = [
-        sample_family(
-            model,
-            family,
-            num_samples=num_samples,
-            sample_context=sample_context,
-            samples_per_prompt=samples_per_prompt,
-            held_out=held_out,
-            max_new_tokens=max_new_tokens,
-            sampling=sampling or {},
-            seed=seed,
-        )
-        for family in tqdm(families, desc="sampling", unit="family", disable=not progress)
+        sample_family(model, family, options)
+        for family in over_sets(families, "sampling", "family", progress)
     ]
+    report = _report(families, curve, results, options)
+    return write_generation_report(out_dir, "biolm eval generation (proteins)", model_dir, started, report)
+
+
+def _report(
+    families: list[FamilyData],
+    curve: GainCurve,
+    results: list[FamilyResult],
+    options: ProteinGenerationOptions,
+) -> GenerationReport:
     summaries = {r.family.name: family_summary(r) for r in results}
     totals = _totals(results)
     targets = _targets(curve, totals)
     facts = {
-        "model": str(model_dir),
         "families": f"{len(families)} ({', '.join(f.name for f in families)})",
-        "members": f"{sum(len(f.ids) for f in families):,} distinct; up to {held_out} per family held out "
-        f"(at most half), the rest the context pool",
-        "gain curve": f"held-out members scored after k pool members, {draws} random orders per family; "
-        "perplexity per residue",
-        "sampling": f"{num_samples} per family, {samples_per_prompt} per prompt of {sample_context} pool "
-        "members; " + ", ".join(f"{k} {v}" for k, v in (sampling or {}).items() if v is not None),
+        "members": f"{sum(len(f.ids) for f in families):,} distinct; up to {options.held_out} per family "
+        "held out (at most half), the rest the context pool",
+        "gain curve": f"held-out members scored after k pool members, {options.draws} random orders per "
+        "family; perplexity per residue",
+        "sampling": f"{options.num_samples} per family, {options.samples_per_prompt} per prompt of "
+        f"{options.sample_context} pool members; {sampler_text(options)}",
         "HMM hit": hit_rule(results),
         "novel": f"identity to every member of the sample's prompt under {NOVELTY_IDENTITY:.0%} "
         "(global alignment, BLOSUM62; identical residues / shorter length)",
-        "wall time": f"{time.perf_counter() - started:.0f} s",
     }
     sections = [gain_table(curve, "residue"), sampling_table(summaries, totals), _targets_section(targets)]
-    plots = {
+    numbers = {"families": summaries, "all": totals, "targets": targets}
+    return GenerationReport(
+        facts,
+        sections,
+        _plots(curve, results),
+        {"gain_curve": curve.to_json(), **numbers},
+        {"gain_curve": curve, **numbers},
+        files={"samples.tsv": samples_tsv(results)},
+    )
+
+
+def _plots(curve: GainCurve, results: list[FamilyResult]) -> dict:
+    def relative(lengths: Sequence[int], result: FamilyResult) -> list[float]:
+        return [n / np.median(result.natural_lengths or [1]) for n in lengths]
+
+    return {
         "gain_curve": gain_plot(curve, "perplexity per residue"),
         "identity_vs_hmm": scatter_with_lines(
             [s.identity for r in results for s in r.samples],
@@ -379,32 +319,17 @@ def run_protein_generation(
         ),
         "lengths": histogram_plot(
             {
-                "samples": [
-                    len(s.sequence) / np.median(r.natural_lengths or [1]) for r in results for s in r.samples
-                ],
-                "held-out natural": [
-                    n / np.median(r.natural_lengths or [1]) for r in results for n in r.natural_lengths
-                ],
+                "samples": [v for r in results for v in relative([len(s.sequence) for s in r.samples], r)],
+                "held-out natural": [v for r in results for v in relative(r.natural_lengths, r)],
             },
             "length / family's median natural length",
         ),
     }
-    extra = {"gain_curve": curve.to_json(), "families": summaries, "all": totals, "targets": targets}
-    write_report(
-        out_dir,
-        "biolm eval generation (proteins)",
-        facts,
-        {},
-        plots,
-        extra,
-        sections=sections,
-        files={"samples.tsv": samples_tsv(results)},
-    )
-    return {"gain_curve": curve, "families": summaries, "all": totals, "targets": targets}
 
 
 def _targets(curve, totals: dict) -> dict:
-    """Issue 6's protein targets: perplexity at 32 context members / at none, and novel HMM hits."""
+    """The protein figures the report judges: perplexity at 32 context members over that at none
+    (pooled over the families measured at both), and the fraction of samples that are novel HMM hits."""
     out: dict = {}
     if 0 in curve.sizes and 32 in curve.sizes:
         both = curve.measured_at(0) & curve.measured_at(32)

@@ -1,36 +1,28 @@
-"""The evaluation recipes behind `biolm eval`: probe, fine-tune and zero-shot, each ending in a report."""
+"""The evaluation recipes behind `biolm eval`: probe, fine-tune and zero-shot, each ending in a report.
+
+Each recipe takes its settings as the options dataclasses of `biolm.evaluation.options` (re-exported
+here), which hold every default and check every value.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from biolm.errors import ArgumentError
+from biolm.evaluation.options import DEFAULT_SEEDS, BaselineOptions, DataOptions, FinetuneOptions
 from biolm.evaluation.report import Plot, check_report_directory, roc_plot, scatter_plot, write_report
 from biolm.evaluation.splits import PARTS, make_split
 from biolm.io.labelled import LabelledData, read_labelled
 from biolm.tasks.metrics import regression_metrics, summarize
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DataOptions:
-    """How to read and split a labelled file (see `read_labelled` and `make_split`)."""
-
-    sequence_column: str | None = None
-    label_column: str | None = None
-    split_column: str | None = None
-    task: str = "auto"
-    split: str = "auto"
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int = 0
 
 
 def load_split_data(path: str | Path, opts: DataOptions) -> tuple[LabelledData, np.ndarray]:
@@ -107,7 +99,14 @@ def _tokenized(model, data: LabelledData):
 
 
 def run_probe(
-    model_dir, data_path, out_dir, opts: DataOptions, seeds: list[int], *, device="cpu", progress=True
+    model_dir,
+    data_path,
+    out_dir,
+    opts: DataOptions,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    *,
+    device="cpu",
+    progress=True,
 ) -> dict:
     """Frozen embeddings (`embed_ids`) + a linear probe per seed; returns the metrics summary."""
     from biolm.evaluation.probe import evaluate, fit_probe, predict
@@ -156,17 +155,19 @@ def run_finetune(
     data_path,
     out_dir,
     opts: DataOptions,
-    seeds: list[int],
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    training: FinetuneOptions | None = None,
     *,
     device="cpu",
     progress=True,
-    **train_options,
 ) -> dict:
-    """Full fine-tuning (`finetune.finetune`) per seed from the pretrained weights; returns the summary."""
+    """Full fine-tuning (`finetune.finetune`) per seed from the pretrained weights, as `training` says
+    (None: every default of `FinetuneOptions`); returns the summary."""
     from biolm.evaluation.finetune import finetune
     from biolm.evaluation.probe import evaluate
     from biolm.models.io import load
 
+    train_options = asdict(training or FinetuneOptions())
     started = time.perf_counter()
     check_report_directory(out_dir, model_dir, data_path)
     data, split = load_split_data(data_path, opts)
@@ -206,24 +207,6 @@ def run_finetune(
     return metrics
 
 
-@dataclass
-class BaselineOptions:
-    """The site-independent model beside a zero-shot score (`biolm.evaluation.site_independent`).
-
-    Attributes:
-        msa: its MSA (None: no baseline, unless a context MSA is given, which is then used).
-        identity: sequence weights count neighbours at least this identical.
-        pseudocount: per amino acid and column.
-        ensemble_weight: w in the ensemble score w * model + (1 - w) * site-independent (both are
-            log-likelihood ratios in nats).
-    """
-
-    msa: str | Path | None = None
-    identity: float = 0.8
-    pseudocount: float = 0.5
-    ensemble_weight: float = 0.5
-
-
 def _dms_metrics(scan, scores: np.ndarray) -> dict[str, float]:
     result = {"spearman": regression_metrics(scan.scores, scores)["spearman"]}
     if scan.bins is not None and len(np.unique(scan.bins)) == 2:
@@ -245,7 +228,7 @@ def run_zeroshot(
     """Zero-shot scores of every variant of a deep mutational scan; returns the metrics summary.
 
     Args:
-        context: `biolm.evaluation.zeroshot_context.ContextOptions` to score after homologs, or None.
+        context: `biolm.evaluation.options.ContextOptions` to score after homologs, or None.
         baseline: the site-independent model and the ensemble; with a context its MSA is the default.
 
     The report has the model's metrics, then (with an MSA) `site_independent_*` and `ensemble_*`, and
@@ -258,10 +241,6 @@ def run_zeroshot(
     started = time.perf_counter()
     baseline = baseline or BaselineOptions()
     check_report_directory(out_dir, model_dir, scan_path, context and context.path, baseline.msa)
-    if not 0 <= baseline.ensemble_weight <= 1:
-        raise ArgumentError(
-            f"{{ensemble_weight}} must be in [0, 1], got {baseline.ensemble_weight}", "ensemble_weight"
-        )
     scan = read_scan(scan_path)
     model = load(model_dir, device=device)
     facts = {

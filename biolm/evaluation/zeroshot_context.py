@@ -22,7 +22,6 @@ Replicates draw different homologs (seeds `seed`, `seed + 1`, ...) and their sco
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,60 +34,12 @@ from biolm.domains import HOMOLOG_CONTEXT, domain_of
 from biolm.domains.protein import encode_unaligned
 from biolm.errors import ArgumentError, InputError
 from biolm.evaluation.incontext import score_targets
+from biolm.evaluation.options import DEFAULT_PREFILL_TOKENS, ContextOptions
 from biolm.evaluation.zeroshot import encode_sequence, marginal_scores, mutated_positions
 from biolm.inference.decoding import repeat_state
 from biolm.io.dms import Scan
 from biolm.models import BioLM
 from biolm.tokenizers.base import SEP_ID
-
-DEFAULT_CONTEXT_TOKENS = 2048
-DEFAULT_PREFILL_TOKENS = 4096
-SCORES = ("causal", "fim")
-
-
-@dataclass
-class ContextOptions:
-    """How a homolog context is drawn and read.
-
-    Attributes:
-        path: the MSA.
-        token_budget: the most context tokens (`<bos>` and every `<sep>` included).
-        replicates: contexts drawn (different homologs); their scores are averaged.
-        seed: seed of the first replicate (replicate r uses seed + r).
-        max_identity: leave out homologs at least this identical to the wild type (None: only exact
-            copies are left out).
-        max_members: at most this many homologs per context (None: as many as fit).
-        prefill_tokens: tokens read per forward pass while prefilling (bounds the memory).
-        score: "causal" or "fim" (see the module docstring).
-    """
-
-    path: str | os.PathLike
-    token_budget: int = DEFAULT_CONTEXT_TOKENS
-    replicates: int = 1
-    seed: int = 0
-    max_identity: float | None = None
-    max_members: int | None = None
-    prefill_tokens: int = DEFAULT_PREFILL_TOKENS
-    score: str = "causal"
-
-    def check(self) -> None:
-        if self.token_budget < 3:
-            raise ArgumentError(
-                f"{{token_budget}} must be at least 3 (<bos>, a residue, <sep>), got {self.token_budget}",
-                "token_budget",
-            )
-        if self.replicates < 1:
-            raise ArgumentError(f"{{replicates}} must be at least 1, got {self.replicates}", "replicates")
-        if self.max_identity is not None and not 0 < self.max_identity <= 1:
-            raise ArgumentError(
-                f"{{max_identity}} must be in (0, 1], got {self.max_identity}", "max_identity"
-            )
-        if self.max_members is not None and self.max_members < 1:
-            raise ArgumentError(f"{{max_members}} must be at least 1, got {self.max_members}", "max_members")
-        if self.prefill_tokens < 1:
-            raise InputError(f"prefill_tokens must be at least 1, got {self.prefill_tokens}")
-        if self.score not in SCORES:
-            raise InputError(f"unknown context score {self.score!r}; expected one of {', '.join(SCORES)}")
 
 
 @dataclass
@@ -257,7 +208,6 @@ def score_scan_in_context(
     Raises:
         InputError: as `read_homologs`, options out of range, or a model that cannot read a context.
     """
-    options.check()
     check_context_model(model, options.score)
     homologs = read_homologs(options, scan, model.tokenizer)
     wt = encode_sequence(model, scan.wild_type, "wild type", scan.source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -157,3 +158,79 @@ def test_generation_eval_refuses_bad_sampling_settings_before_any_report(
     argv = ["eval", "generation", str(files["smiles"]), "--out", str(out), "--unconditional", "4", *flags]
     assert message in _error(capsys, argv)
     assert not out.exists()
+
+
+def _parsed(*argv: str):
+    from biolm.cli.main import build_parser
+
+    return build_parser().parse_args(["eval", *argv])
+
+
+@pytest.mark.parametrize(
+    ("recipe", "positional", "options"),
+    [
+        ("probe", ["m", "d.csv"], ["DataOptions"]),
+        ("finetune", ["m", "d.csv"], ["DataOptions", "FinetuneOptions"]),
+        ("zeroshot", ["m", "d.csv"], ["BaselineOptions"]),
+        ("generation", ["m"], ["ProteinGenerationOptions", "MoleculeGenerationOptions"]),
+    ],
+)
+def test_the_cli_passes_no_default_of_its_own(recipe, positional, options):
+    import biolm.evaluation.options as library
+    from biolm.cli.eval import given
+    from biolm.cli.main import _command_options, build_parser
+
+    args = _parsed(recipe, *positional, "--out", "x")
+    flags = _command_options(build_parser(), args)
+    for name in options:
+        cls = getattr(library, name)
+        # Every field has a flag whose dest is its name, and no flag left out holds a value of its own:
+        # the options made from the command line are the dataclass's defaults.
+        assert {f.name for f in dataclasses.fields(cls)} <= set(flags), name
+        assert given(args, cls) == {}
+        assert cls(**given(args, cls)) == cls()
+
+
+def test_the_cli_passes_the_flags_given_under_the_options_names():
+    from biolm.cli.eval import given
+    from biolm.evaluation.options import MoleculeGenerationOptions, ProteinGenerationOptions
+
+    args = _parsed(
+        "generation", "m", "--out", "x", "--samples-per-prompt", "3", "--context-sizes", "4,0",
+        "--unconditional", "7", "--top-p", "0.9",
+    )  # fmt: skip
+    shared = {"samples_per_prompt": 3, "sizes": [0, 4], "top_p": 0.9}
+    assert given(args, ProteinGenerationOptions) == shared
+    assert given(args, MoleculeGenerationOptions) == {**shared, "num_unconditional": 7}
+
+
+def test_generation_help_quotes_the_options_defaults(capsys):
+    from biolm.evaluation.options import MoleculeGenerationOptions, ProteinGenerationOptions
+
+    with pytest.raises(SystemExit):
+        main(["eval", "generation", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    protein, molecule = ProteinGenerationOptions(), MoleculeGenerationOptions()
+    assert f"samples from each prompt (default: {molecule.samples_per_prompt})" in text
+    assert f"(default: {protein.held_out} per protein family, {molecule.held_out} per molecule set)" in text
+    assert f"unconditional samples (default: {molecule.num_unconditional})" in text
+
+
+@pytest.mark.parametrize("kind", ["protein", "smiles"])
+def test_a_generation_run_without_flags_gets_the_library_defaults(files, tmp_path, monkeypatch, kind):
+    from biolm.evaluation import molecule_generation, protein_generation
+    from biolm.evaluation.options import MoleculeGenerationOptions, ProteinGenerationOptions
+
+    seen = []
+
+    def fake(model_dir, data, out_dir, options, **kwargs):
+        seen.append(options)
+        return {"moses": {}, "sets": {}} if kind == "smiles" else None
+
+    monkeypatch.setattr(molecule_generation, "run_molecule_generation", fake)
+    monkeypatch.setattr(protein_generation, "run_protein_generation", fake)
+    monkeypatch.setattr("biolm.cli.eval_generation._print_protein", lambda result: None)
+    argv = ["eval", "generation", str(files[kind]), str(files["motif"]), "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    expected = ProteinGenerationOptions() if kind == "protein" else MoleculeGenerationOptions()
+    assert seen == [expected]

@@ -164,7 +164,7 @@ def test_cli_protein_run_and_one_line_errors(tmp_path, families, capsys):
     assert (out / "report.md").is_file()
     for bad, message in [
         ((str(model_dir), "--out", "x"), "needs family files"),
-        ((str(dna_dir), str(families / "fams"), "--out", "x"), "not dna"),
+        ((str(dna_dir), str(families / "fams"), "--out", "x"), "not DNA"),
         ((str(model_dir), str(tmp_path / "missing.fasta"), "--out", "x"), "missing.fasta: file not found"),
         (
             (str(model_dir), str(families / "fams"), "--out", "x", "--draws", "0"),

@@ -12,8 +12,8 @@ import torch
 from biolm.cli.main import main
 from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.errors import InputError
+from biolm.evaluation.options import ContextOptions
 from biolm.evaluation.zeroshot_context import (
-    ContextOptions,
     draw_context,
     prefill,
     read_homologs,
