@@ -19,12 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from biolm.data.layout import DEFAULT_LAYOUT, Layout
+from biolm.evaluation.options import DEFAULT_SIZES
 from biolm.inference.decoding import repeat_state
 from biolm.inference.generate import check_can_generate
 from biolm.models import BioLM
 from biolm.tokenizers.base import PAD_ID
-
-DEFAULT_SIZES = (0, 1, 2, 4, 8, 16, 32, 64)
 
 
 def split_members(name: str, n: int, held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

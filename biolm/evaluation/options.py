@@ -24,6 +24,9 @@ DEFAULT_CONTEXT_TOKENS = 2048
 DEFAULT_PREFILL_TOKENS = 4096
 SCORES = ("causal", "fim")
 
+# The context sizes k of the in-context gain curve (`biolm.evaluation.incontext.gain_curve`).
+DEFAULT_SIZES: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64)
+
 # The seeds of the probe and fine-tuning recipes: one fit per seed, metrics are mean ± sd over them.
 DEFAULT_SEEDS: tuple[int, ...] = (0,)
 
@@ -149,8 +152,7 @@ class GenerationOptions:
         seed: seeds the splits, the gain curve's orders, the prompts and the samples.
     """
 
-    # incontext.DEFAULT_SIZES, written out: that module imports torch (a test keeps the two equal).
-    sizes: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64)
+    sizes: tuple[int, ...] = DEFAULT_SIZES
     held_out: int  # the fields without a default here have one in each recipe's class
     draws: int = 2
     num_samples: int

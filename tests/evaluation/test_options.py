@@ -13,7 +13,6 @@ from biolm.errors import ArgumentError
 from biolm.evaluation.options import (
     BaselineOptions,
     FinetuneOptions,
-    GenerationOptions,
     MoleculeGenerationOptions,
     ProteinGenerationOptions,
 )
@@ -28,12 +27,6 @@ def test_generation_defaults_by_domain():
     assert protein.samples_per_prompt == molecule.samples_per_prompt == 5
     assert protein.sampling == {"temperature": 1.0, "top_k": None, "top_p": None, "min_p": None}
     assert (molecule.num_unconditional, molecule.max_reference, molecule.token_budget) == (1000, 10000, 2048)
-
-
-def test_the_gain_curve_sizes_default_to_the_curves_own():
-    from biolm.evaluation.incontext import DEFAULT_SIZES
-
-    assert tuple(GenerationOptions.__dataclass_fields__["sizes"].default) == tuple(DEFAULT_SIZES)
 
 
 @pytest.mark.parametrize("options", [ProteinGenerationOptions, MoleculeGenerationOptions])
