@@ -32,7 +32,7 @@ def run_case(length: int, chunk_len: int) -> dict:
     import numpy as np
     import torch
 
-    from biolm.inference.embed import embed_ids
+    from biolm.inference.embed_ids import embed_ids
     from biolm.models import BioLM, ModelConfig
     from biolm.tokenizers import DNATokenizer
 

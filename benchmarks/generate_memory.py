@@ -32,7 +32,7 @@ def run_case(tokens: int) -> dict:
     import numpy as np
     import torch
 
-    from biolm.inference.generate import generate, prefill, state_numel
+    from biolm.inference.sample_tokens import prefill, sample_tokens, state_numel
     from biolm.models import BioLM, ModelConfig
     from biolm.tokenizers import DNATokenizer
 
@@ -41,11 +41,11 @@ def run_case(tokens: int) -> dict:
     model = BioLM(ModelConfig(vocab_size=tokenizer.vocab_size, **MODEL)).eval()
     model.tokenizer = tokenizer
     settings = dict(stop_ids=[], banned_ids=tokenizer.special_ids, progress=False)
-    generate(model, 1, max_new_tokens=64, **settings)  # warm-up: kernels, allocator
+    sample_tokens(model, 1, max_new_tokens=64, **settings)  # warm-up: kernels, allocator
     reset_peak_rss()
     before_kb = proc_status_kb("VmRSS")
     t0 = time.perf_counter()
-    (sample,) = generate(model, 1, max_new_tokens=tokens, seed=1, **settings)
+    (sample,) = sample_tokens(model, 1, max_new_tokens=tokens, seed=1, **settings)
     seconds = time.perf_counter() - t0
     peak_kb = proc_status_kb("VmHWM")
     assert len(sample) == tokens and np.isin(sample, np.arange(6, 11)).all()

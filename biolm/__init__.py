@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 __all__ = ["embed", "generate", "load", "write_samples", "__version__"]
 
 if TYPE_CHECKING:
-    from biolm.inference.api import embed
-    from biolm.inference.pipeline import generate, write_samples
+    from biolm.inference.embed import embed
+    from biolm.inference.generate import generate, write_samples
     from biolm.models.io import load
 
 
@@ -22,11 +22,11 @@ def __getattr__(name: str) -> Any:
 
         return load
     if name == "embed":
-        from biolm.inference.api import embed
+        from biolm.inference.embed import embed
 
         return embed
     if name in ("generate", "write_samples"):
-        from biolm.inference import pipeline
+        from biolm.inference import generate
 
-        return getattr(pipeline, name)
+        return getattr(generate, name)
     raise AttributeError(f"module 'biolm' has no attribute {name!r}")

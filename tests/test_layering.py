@@ -21,7 +21,17 @@ ALLOWED = {
     "domains": {"io", "tokenizers", "data"},
     "tasks": {"io", "tokenizers", "data", "domains", "models", "kernels", "configs"},
     "inference": {"io", "tokenizers", "data", "domains", "models", "kernels"},
-    "evaluation": {"io", "tokenizers", "data", "domains", "models", "kernels", "tasks", "inference", "configs"},
+    "evaluation": {
+        "io",
+        "tokenizers",
+        "data",
+        "domains",
+        "models",
+        "kernels",
+        "tasks",
+        "inference",
+        "configs",
+    },
 }
 
 

@@ -79,7 +79,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biolm.inference.api import embed
+    from biolm.inference.embed import embed
     from biolm.inference.writers import check_embedding_outputs, write_embeddings
     from biolm.io.outputs import Inputs
     from biolm.models.io import load

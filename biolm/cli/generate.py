@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         args.min_p, args.seed, args.prompt, args.context, args.infill, args.token_budget, args.column,
     )  # fmt: skip
     from biolm.domains import domain_of
-    from biolm.inference.pipeline import generate, write_samples
+    from biolm.inference.generate import generate, write_samples
     from biolm.io.outputs import Inputs, check_file_output, is_stdout
     from biolm.models.io import load
 

@@ -56,7 +56,7 @@ def load_generation_model(
     model_dir: str | os.PathLike, model: BioLM | None, device: str, domain: str
 ) -> BioLM:
     """The model of `model_dir` (or `model` when already loaded), checked to be causal and of `domain`."""
-    from biolm.inference.generate import check_can_generate
+    from biolm.inference.sample_tokens import check_can_generate
     from biolm.models.io import load
 
     model = load(model_dir, device=device) if model is None else model
@@ -116,7 +116,7 @@ def prompted_samples(
     `options.num_samples` samples come `options.samples_per_prompt` to a prompt (fewer from the last),
     each prompt's seeded by `derived_seed(seed, name, 3, p)`.
     """
-    from biolm.inference.pipeline import sample_texts
+    from biolm.inference.generate import sample_texts
 
     per_prompt = options.samples_per_prompt
     for p in range(math.ceil(options.num_samples / per_prompt)):

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from biolm.data.layout import DEFAULT_LAYOUT, Layout
 from biolm.evaluation.options import DEFAULT_SIZES
 from biolm.inference.decoding import repeat_state
-from biolm.inference.generate import check_can_generate
+from biolm.inference.sample_tokens import check_can_generate
 from biolm.models import BioLM
 from biolm.tokenizers.base import PAD_ID
 

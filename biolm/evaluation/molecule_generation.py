@@ -82,7 +82,7 @@ def set_data(molecules, tokenizer) -> MoleculeSetData:
 
 def unconditional_samples(model, options: MoleculeGenerationOptions, progress: bool) -> list[str]:
     """SMILES sampled from `<bos>` (a sample ends at `<eos>` or `<sep>`)."""
-    from biolm.inference.pipeline import sample_texts
+    from biolm.inference.generate import sample_texts
 
     return sample_texts(
         model,

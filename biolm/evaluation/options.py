@@ -174,7 +174,7 @@ class GenerationOptions:
 
     @property
     def sampling(self) -> dict:
-        """The sampler's settings, as `biolm.inference.pipeline.sample_texts` takes them."""
+        """The sampler's settings, as `biolm.inference.generate.sample_texts` takes them."""
         return {
             "temperature": self.temperature,
             "top_k": self.top_k,

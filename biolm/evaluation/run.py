@@ -92,7 +92,7 @@ def _plots(data: LabelledData, y: np.ndarray, prediction: np.ndarray, seed: int)
 
 
 def _tokenized(model, data: LabelledData):
-    from biolm.inference.embed import tokenize_records
+    from biolm.inference.embed_ids import tokenize_records
 
     records = [(f"line {n}", s) for n, s in zip(data.lines, data.sequences, strict=True)]
     return tokenize_records(model, records, data.source)
@@ -110,7 +110,7 @@ def run_probe(
 ) -> dict:
     """Frozen embeddings (`embed_ids`) + a linear probe per seed; returns the metrics summary."""
     from biolm.evaluation.probe import evaluate, fit_probe, predict
-    from biolm.inference.embed import embed_ids
+    from biolm.inference.embed_ids import embed_ids
     from biolm.models.io import load
 
     started = time.perf_counter()

@@ -1,6 +1,6 @@
-"""The decoding loop of `biolm.inference.generate`: batched sampling from a prefilled state under a rule
-that says what may be sampled and when a row ends (`StopRule` for plain generation, an infill rule for
-fill-in-the-middle).
+"""The decoding loop of `biolm.inference.sample_tokens`: batched sampling from a prefilled state under
+a rule that says what may be sampled and when a row ends (`StopRule` for plain generation, an infill
+rule for fill-in-the-middle).
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
 from biolm.models import BioLM
-from biolm.tokenizers.base import BOS_ID, SEP_ID
-
-# Tokens that start a member: positions restart at 0 on them.
-DELIMITER_IDS = (BOS_ID, SEP_ID)
 
 
 @dataclass
@@ -188,7 +185,8 @@ def _decode_batch(
             bar.update(int((max_new_tokens - 1 - lengths.clip(max=max_new_tokens - 1)).sum()))
             break
         # The layout of the training data: a delimiter starts a new member at position 0.
-        fed_position = torch.where(torch.isin(tokens, torch.tensor(DELIMITER_IDS)), 0, position)
+        delimiters = torch.tensor(DEFAULT_LAYOUT.delimiter_ids)
+        fed_position = torch.where(torch.isin(tokens, delimiters), 0, position)
         position = fed_position + 1
         logits, state = model.step(tokens.to(device), state, position_ids=fed_position.to(device))
     return [tokens_out[i, : lengths[i]].copy() for i in range(n)]

@@ -1,298 +1,243 @@
-"""Decoding engine: prefill a prompt chunk by chunk, then sample token by token from the state.
+"""`biolm.generate`: sample new sequences in one call, unconditionally, in context or infilled, and
+post-process them as `biolm generate` does (the CLI is a thin layer over this module).
 
-The prompt is laid out as the in-context training data is (`biolm.data.packing.pack_members`,
-`biolm.data.molsets`): `<bos> m1 <sep> m2 <sep> ...`, each member starting at its delimiter with
-position 0. Decoding continues that layout: a generated token's position is one more than the previous
-token's, restarting at 0 after a delimiter, so models with RoPE attention (`t` blocks) see positions as
-in training. The other blocks ignore positions.
-
-Memory: the recurrent blocks (m, s, a, x) carry a state of fixed size, so neither the prompt length
-(read `chunk_len` tokens at a time) nor the number of generated tokens changes the memory of decoding,
-except for the generated ids themselves (8 bytes each). Softmax attention blocks (`t`) keep a KV cache
-that grows by one entry per token, prompt and generated alike.
-
-Reproducibility: sample `j` draws its randomness from its own stream, seeded by `(seed, j)`, so the same
-seed gives the same samples whatever `batch_size` is, up to floating-point differences between batched
-and unbatched matrix products (they change a token only when a draw falls within about 1e-6 of a
-boundary between two tokens' probability intervals, and then the sample diverges from there).
+The token-level engine is `biolm.inference.sample_tokens`; this module chooses the prompt (`<bos>` +
+prompt, or an in-context prompt read from a file), the stop rules of the domain (DNA runs to the
+length limit with no special token, proteins and SMILES end at `<eos>`/`<sep>`), decodes the samples
+and cleans them (the domain's `clean_samples`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from biolm.errors import InputError
-from biolm.inference.decoding import DELIMITER_IDS, InfillRule, Prefill, StopRule, decode, state_numel
-from biolm.inference.infill import InfillPrompt, assemble_infill
-from biolm.inference.sampling import filter_logits
+from biolm.domains import INFILL, Domain, domain_of, get_domain
+from biolm.errors import ArgumentError
+from biolm.inference.arguments import check_generate_arguments
 from biolm.models import BioLM
-from biolm.tokenizers.base import BOS_ID, EOS_ID, NUM_SPECIAL, SEP_ID
-
-# Prefill and state_numel live in biolm.inference.decoding and are part of this module's interface.
-__all__ = [
-    "Prefill",
-    "check_can_generate",
-    "generate",
-    "generate_infill",
-    "member_positions",
-    "prefill",
-    "sample",
-    "state_numel",
-]
 
 
-def member_positions(ids: np.ndarray) -> np.ndarray:
-    """Positions restarting at 0 on every `<bos>`/`<sep>`, counting from 0 before the first one.
+@dataclass
+class Generated:
+    """What `biolm.generate` returns.
 
-    Args:
-        ids: [L] token ids.
-
-    Returns:
-        [L] int64 positions, e.g. `<bos> A B <sep> C` -> 0 1 2 0 1.
+    Attributes:
+        sequences: the samples after post-processing, in sampling order: DNA as sampled, proteins
+            without empty and repeated samples, molecules as valid canonical SMILES, de-duplicated.
+        domain: the name of the model's domain (`biolm.domains`): "dna", "protein" or "chem".
+        counts: how many passed each post-processing stage (the domain's `clean_samples`), e.g.
+            {"generated": 8, "non_empty": 8, "unique": 7}; None for DNA.
+        max_new_tokens: the length limit used.
+        context: the in-context prompt (`biolm.inference.context.Prompt`), when `context` was given.
+        unfinished: infilling only: samples that did not close every span within `max_new_tokens`
+            (left out of `sequences`).
     """
-    index = np.arange(len(ids))
-    starts = np.where(np.isin(ids, DELIMITER_IDS), index, 0)
-    return index - np.maximum.accumulate(starts) if len(ids) else index
+
+    sequences: list[str]
+    domain: str
+    counts: dict[str, int] | None = None
+    max_new_tokens: int = 0
+    context: Any = None
+    unfinished: int = 0
+    raw: list[str] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
 
 
-def check_can_generate(model: BioLM) -> None:
-    """Raise a one-line `InputError` for a model that has no recurrent state to decode from."""
-    if model.config.stateless:
-        mode = "bidirectional" if model.config.bidirectional else "reverse-complement equivariant"
-        raise InputError(
-            f"cannot generate from a {mode} model: it reads each sequence from both ends (a masked "
-            "model, for embedding), so it has no state to continue a sequence; use a causal model"
-        )
-
-
-@torch.no_grad()
-def prefill(model: BioLM, prompt_ids: Any, position_ids: Any = None, chunk_len: int = 4096) -> Prefill:
-    """Read a prompt `chunk_len` tokens at a time through the chunkwise kernels, carrying the state.
-
-    Args:
-        model: a causal `BioLM`.
-        prompt_ids: [L] token ids (list, numpy array or tensor), L >= 1, usually starting with `<bos>`.
-        position_ids: [L] RoPE positions, or None for `member_positions(prompt_ids)`.
-        chunk_len: tokens per forward call; bounds the activations' memory whatever L is.
-
-    Returns:
-        The `Prefill`: state, last logits, next position.
-
-    Raises:
-        InputError: a bidirectional or RC-equivariant model.
-        ValueError: an empty prompt, or positions not of the prompt's length.
-    """
-    check_can_generate(model)
-    ids = _as_ids(prompt_ids)
-    if len(ids) == 0:
-        raise ValueError("the prompt is empty; give at least one token (e.g. <bos>)")
-    positions = member_positions(ids) if position_ids is None else _as_ids(position_ids)
-    if positions.shape != ids.shape:
-        raise ValueError(f"position_ids has {len(positions)} entries for a prompt of {len(ids)} tokens")
-    if chunk_len < 1:
-        raise ValueError(f"chunk_len must be at least 1, got {chunk_len}")
-    device = next(model.parameters()).device
-    ids_t, pos_t = torch.from_numpy(ids).to(device), torch.from_numpy(positions).to(device)
-    state, logits = None, None
-    for start in range(0, len(ids), chunk_len):
-        piece = slice(start, start + chunk_len)
-        out = model(ids_t[None, piece], state=state, position_ids=pos_t[None, piece])
-        state, logits = out.state, out.logits[0, -1].float()
-    return Prefill(state, logits, int(positions[-1]) + 1, len(ids))
-
-
-@torch.no_grad()
 def generate(
-    model: BioLM,
-    num_samples: int,
+    model: BioLM | str | os.PathLike,
+    n: int = 5,
     *,
-    max_new_tokens: int,
-    prompt_ids: Any = None,
-    prompt_position_ids: Any = None,
-    prefilled: Prefill | None = None,
+    max_new_tokens: int | None = None,
+    prompt: str = "",
+    context: str | os.PathLike | None = None,
+    token_budget: int | None = None,
+    column: str | None = None,
+    infill: str | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
-    stop_ids: Sequence[int] | None = None,
-    banned_ids: Sequence[int] | None = None,
     seed: int = 0,
     batch_size: int = 64,
-    progress: bool = True,
-) -> list[np.ndarray]:
-    """Sample `num_samples` continuations of one prompt, `batch_size` at a time.
+    device: str = "cpu",
+    progress: bool = False,
+) -> Generated:
+    """Sample `n` new sequences from a causal biolm model.
 
-    The prompt is prefilled once (or `prefilled` is reused, e.g. across calls with other settings) and
-    its state repeated for each batch. A row stops at its first stop token or after `max_new_tokens`;
-    stopped rows leave the batch, which decodes until every row is done.
+    Example (`model_dir`: a protein model directory, e.g. runs/protein/model)::
+
+        >>> import biolm
+        >>> out = biolm.generate(model_dir, n=3, max_new_tokens=12, seed=1)
+        >>> out.counts["generated"], len(out.sequences) <= 3
+        (3, True)
+        >>> path = biolm.write_samples(out, "samples.fasta")  # FASTA: >sample_1, >sample_2, ...
+
+    (`tests/inference/test_generate_api.py` runs this example on a tiny model.)
 
     Args:
-        model: a causal `BioLM` (its `tokenizer` attribute, if any, names the special tokens).
-        num_samples: number of samples.
-        max_new_tokens: most tokens generated per sample, the stop token included.
-        prompt_ids: [L] ids to continue; None: just `<bos>`. Not together with `prefilled`.
-        prompt_position_ids: [L] positions of the prompt; None: restarting at each `<bos>`/`<sep>`.
-        prefilled: the result of `prefill`, to skip reading the prompt again.
-        temperature, top_k, top_p, min_p: logit filters, see `biolm.inference.sampling.filter_logits`.
-        stop_ids: tokens that end a sample (not included in it); None: `<eos>` and `<sep>`.
-        banned_ids: tokens never sampled; None: every special token that is not a stop token
-            (`<pad>`, `<bos>`, `<mask>`, `<unk>`, protein FIM sentinels, ...). Ids the model has beyond
-            its tokenizer's vocabulary are never sampled either.
-        seed: samples depend only on the seed and their index (not on `batch_size`, see module doc).
-        batch_size: rows decoded together.
+        model: a loaded `BioLM` (with `model.tokenizer`) or a model directory.
+        n: number of samples.
+        max_new_tokens: most tokens per sample, the end token included (None: the domain's default,
+            `Domain.max_new_tokens`: DNA 200, protein 1024, SMILES 256).
+        prompt: text each sample continues (not part of the sample); after the context if both.
+        context: a protein family (FASTA/A3M/Stockholm) or molecule set (.smi/.csv/.tsv) file packed
+            into the prompt as in in-context training (`biolm.inference.context.context_prompt`);
+            each sample is a new member.
+        token_budget: most tokens of the context prompt (None: 2048).
+        column: the SMILES column of a context table (None: found by name).
+        infill: a protein template with spans to fill, e.g. "MKT[?]LLV[5]W" (FIM models only); not
+            together with `prompt` or `context`.
+        temperature, top_k, top_p, min_p: logit filters (`biolm.inference.sampling.filter_logits`);
+            temperature 0 is greedy: every sample is the most likely continuation (the seed still
+            draws the context members).
+        seed: >= 0; the samples depend only on the seed (and the context draw), not on `batch_size`.
+        batch_size: samples decoded together.
+        device: where to load a model given as a directory.
         progress: show a progress bar of generated tokens.
 
     Returns:
-        One int64 array of token ids per sample, without the prompt and the stop token.
+        `Generated`: the post-processed samples and the counts of each stage.
 
     Raises:
-        InputError: a bidirectional or RC-equivariant model.
-        ValueError: bad counts, filters or token sets.
+        ArgumentError (an `InputError`): a bad argument, named.
+        InputError: a model that cannot generate (bidirectional / RC-equivariant), an unreadable
+            context file, a bad infill template.
     """
+    check_generate_arguments(
+        n, max_new_tokens, batch_size, temperature, top_k, top_p, min_p, seed, prompt, context, infill,
+        token_budget, column,
+    )  # fmt: skip
+    from biolm.inference.sample_tokens import check_can_generate
+
+    if not isinstance(model, BioLM):
+        from biolm.models.io import load
+
+        model = load(model, device=device)
     check_can_generate(model)
-    if num_samples < 0 or max_new_tokens < 0 or batch_size < 1 or seed < 0:
-        raise ValueError(
-            f"need num_samples >= 0, max_new_tokens >= 0, batch_size >= 1 and seed >= 0; got {num_samples}, "
-            f"{max_new_tokens}, {batch_size}, {seed}"
-        )
-    filter_logits(torch.zeros(1, 2), temperature, top_k, top_p, min_p)  # validates the settings now
-    if prefilled is not None and (prompt_ids is not None or prompt_position_ids is not None):
-        raise ValueError("pass either prefilled or prompt_ids/prompt_position_ids, not both")
-    if prefilled is None:
-        prompt = [BOS_ID] if prompt_ids is None else prompt_ids
-        prefilled = prefill(model, prompt, prompt_position_ids)
-    vocab = prefilled.logits.shape[-1]
-    stop, banned = _token_sets(model, vocab, stop_ids, banned_ids)
-
-    rule = StopRule(stop, banned)
-    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
-    return decode(
-        model, prefilled, num_samples, lambda n: rule, max_new_tokens, filters, seed, batch_size, progress
-    )
-
-
-@torch.no_grad()
-def generate_infill(
-    model: BioLM,
-    prompt: InfillPrompt,
-    num_samples: int,
-    *,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    seed: int = 0,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> list[str | None]:
-    """Fill the spans of an infill prompt (`biolm.inference.infill.infill_prompt`), `num_samples` times.
-
-    The spans are generated one after another in the training format (see `InfillRule`); fixed-length
-    spans get exactly their length. Arguments as for `generate`; `max_new_tokens` counts every span
-    and its end token.
-
-    Returns:
-        Per sample, the whole sequence with the spans filled in, or None when the spans were not all
-        closed within `max_new_tokens`.
-    """
-    check_can_generate(model)
-    filter_logits(torch.zeros(1, 2), temperature, top_k, top_p, min_p)  # validates the settings now
-    prefilled = prefill(model, prompt.ids, prompt.position_ids)
-    banned = torch.zeros(prefilled.logits.shape[-1], dtype=torch.bool)
-    banned[torch.as_tensor(prompt.tokenizer.special_ids, dtype=torch.long)] = True
-    banned[prompt.tokenizer.vocab_size :] = True  # ids beyond the tokenizer's (a padded vocabulary)
-
-    def make_rule(rows: int) -> InfillRule:
-        return InfillRule(prompt.span_end_ids, prompt.span_lengths, banned, rows)
-
-    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
-    rows = decode(
-        model, prefilled, num_samples, make_rule, max_new_tokens, filters, seed, batch_size, progress
-    )
-    filled: list[str | None] = []
-    for ids in rows:
-        if len(ids) == max_new_tokens:  # never reached the last span's end
-            filled.append(None)
-            continue
-        cuts = np.flatnonzero(np.isin(ids, prompt.span_end_ids[:-1]))
-        filled.append(assemble_infill(prompt, np.split(ids, cuts + 1)))
-    return filled
-
-
-def _token_sets(
-    model: BioLM, vocab: int, stop_ids: Sequence[int] | None, banned_ids: Sequence[int] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stop ids [K] and a [vocab] bool mask of banned ids, with the defaults of `generate`."""
-    tokenizer = getattr(model, "tokenizer", None)
-    specials = list(tokenizer.special_ids) if tokenizer is not None else list(range(NUM_SPECIAL))
-    stop = [EOS_ID, SEP_ID] if stop_ids is None else [int(i) for i in stop_ids]
-    banned_list = [i for i in specials if i not in stop] if banned_ids is None else list(banned_ids)
-    for name, ids in (("stop_ids", stop), ("banned_ids", banned_list)):
-        bad = [i for i in ids if not 0 <= int(i) < vocab]
-        if bad:
-            raise ValueError(f"{name} {bad} outside the vocabulary (0..{vocab - 1})")
-    banned = torch.zeros(vocab, dtype=torch.bool)
-    banned[torch.as_tensor(banned_list, dtype=torch.long)] = True
-    # A model built with more ids than its tokenizer has (a padded vocabulary) must not emit ids that
-    # cannot be decoded.
-    if tokenizer is not None:
-        banned[tokenizer.vocab_size :] = True
-    if banned.all():
-        raise ValueError("banned_ids cover the whole vocabulary: nothing left to sample")
-    return torch.tensor(stop, dtype=torch.long), banned
-
-
-def _as_ids(ids: Any) -> np.ndarray:
-    """A 1-D int64 numpy array from a list, array or tensor of ids."""
-    if isinstance(ids, torch.Tensor):
-        ids = ids.detach().cpu().numpy()
-    arr = np.asarray(ids)
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-        raise ValueError(f"expected a 1-D sequence of integer ids, got {arr.dtype} of shape {arr.shape}")
-    return arr.astype(np.int64)
-
-
-@torch.no_grad()
-def sample(
-    model: BioLM,
-    num_samples: int,
-    length: int,
-    *,
-    prompt: str = "",
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    seed: int = 0,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> list[str]:
-    """Sample `num_samples` texts of exactly `length` new tokens after `<bos>` + `prompt`.
-
-    A thin wrapper over `generate` that never stops early: special tokens are never sampled.
-
-    Returns:
-        The generated continuations (prompt not included), decoded to text.
-    """
-    tok = model.tokenizer
-    ids = generate(
-        model,
-        num_samples,
-        max_new_tokens=length,
-        prompt_ids=[tok.bos_id, *tok.encode(prompt, record="prompt")],
+    domain = domain_of(model.tokenizer)
+    max_new = max_new_tokens or domain.max_new_tokens
+    sampling = dict(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
         min_p=min_p,
-        stop_ids=[],
-        banned_ids=tok.special_ids,
         seed=seed,
         batch_size=batch_size,
         progress=progress,
     )
-    return [tok.decode(row) for row in ids]
+    if infill is not None:
+        from biolm.inference.infill import infill_prompt
+        from biolm.inference.sample_tokens import sample_infill_tokens
+
+        domain.require(INFILL, "infilling")
+        filled = sample_infill_tokens(
+            model, infill_prompt(infill, model.tokenizer), n, max_new_tokens=max_new, **sampling
+        )
+        done = [seq for seq in filled if seq is not None]
+        result = postprocess(done, domain)
+        result.max_new_tokens, result.unfinished = max_new, len(filled) - len(done)
+        return result
+    ids, positions, prompt_info = _prompt(model, prompt, context, token_budget, column, seed)
+    texts = sample_texts(model, n, max_new_tokens=max_new, prompt_ids=ids, position_ids=positions, **sampling)
+    result = postprocess(texts, domain, None if prompt_info is None else prompt_info.reference)
+    result.max_new_tokens, result.context = max_new, prompt_info
+    return result
+
+
+def sample_texts(
+    model: BioLM,
+    n: int,
+    *,
+    max_new_tokens: int,
+    prompt_ids: Any = None,
+    position_ids: Any = None,
+    rows: list | None = None,
+    **sampling: Any,
+) -> list[str]:
+    """Decoded samples after token ids, with the stop rules of the model's domain.
+
+    A domain whose samples do not end (`Domain.ends_samples` False: DNA models are trained on genome
+    windows without an end token) gives samples of exactly `max_new_tokens` tokens and no special
+    token; other samples end at `<eos>`/`<sep>`.
+
+    Args:
+        model: a causal `BioLM` with its tokenizer.
+        n: number of samples.
+        max_new_tokens: most tokens per sample.
+        prompt_ids: [L] ids to continue (None: `<bos>`); position_ids: [L] their positions (None:
+            restarting at each `<bos>`/`<sep>`).
+        rows: if a list, the samples' token id arrays are appended to it.
+        **sampling: temperature, top_k, top_p, min_p, seed, batch_size, progress of
+            `biolm.inference.sample_tokens.sample_tokens`.
+
+    Returns:
+        The n samples as text, prompt and stop token not included.
+    """
+    from biolm.inference.sample_tokens import sample_tokens
+
+    tok = model.tokenizer
+    if domain_of(tok).ends_samples:
+        stops = dict(stop_ids=None, banned_ids=None)
+    else:
+        stops = dict(stop_ids=[], banned_ids=tok.special_ids)
+    samples = sample_tokens(
+        model,
+        n,
+        max_new_tokens=max_new_tokens,
+        prompt_ids=prompt_ids,
+        prompt_position_ids=position_ids,
+        **stops,
+        **sampling,
+    )
+    if rows is not None:
+        rows.extend(samples)
+    return [tok.decode(s) for s in samples]
+
+
+def postprocess(
+    texts: Sequence[str], domain: Domain | str, reference: Sequence[str] | None = None
+) -> Generated:
+    """Clean samples as `biolm generate` does, by the domain's `clean_samples`: molecules checked,
+    canonical and distinct; proteins non-empty and distinct; DNA kept as sampled. `reference` gives the
+    "novel" count."""
+    domain = get_domain(domain) if isinstance(domain, str) else domain
+    texts = list(texts)
+    kept, counts = domain.clean_samples(texts, reference)
+    return Generated(kept, domain.name, counts, raw=texts)
+
+
+def write_samples(samples: Generated, path: str | os.PathLike) -> Path:
+    """Write `generate`'s samples atomically in their domain's format: molecules one SMILES a line,
+    else FASTA (sample_1, ...)."""
+    from biolm.inference.postprocess import write_samples_as
+
+    return write_samples_as(get_domain(samples.domain).output, path, samples.sequences)
+
+
+def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column: str | None, seed: int):
+    """(ids, positions or None, context Prompt or None) of `<bos>` + prompt or context + prompt."""
+    from biolm.tokenizers import TokenizationError
+
+    tok = model.tokenizer
+    try:
+        prompt_text = tok.encode(prompt, record="prompt") if prompt else np.zeros(0, np.int64)
+    except TokenizationError as err:
+        raise ArgumentError(f"{{prompt}}: {err.reason}", "prompt") from None
+    if context is None:
+        return np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64), None, None
+    from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt
+
+    budget = DEFAULT_TOKEN_BUDGET if token_budget is None else token_budget
+    found = context_prompt(Path(context), tok, seed=seed, token_budget=budget, column=column)
+    # The prompt starts the new member: its positions continue from the context's <sep>.
+    ids = np.concatenate([found.ids, prompt_text])
+    positions = np.concatenate([found.position_ids, found.next_position + np.arange(len(prompt_text))])
+    return ids, positions, found

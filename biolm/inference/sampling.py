@@ -1,11 +1,9 @@
-"""Logit filters and seeded sampling for the decoding engine (`biolm.inference.generate`).
+"""Logit filters and seeded sampling for the decoding engine (`biolm.inference.sample_tokens`).
 
 Pure functions on [B, V] tensors; nothing here knows about models.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -37,14 +35,10 @@ def filter_logits(
 
     Returns:
         [B, V] filtered logits (a new tensor).
+
+    The settings are not checked here (this runs at every decoding step): callers check them once
+    with `biolm.inference.arguments.check_sampling`, as `sample_tokens` does.
     """
-    if not 0 <= temperature < math.inf:  # NaN too: it would turn every probability into NaN
-        raise ValueError(f"temperature must be 0 (greedy) or a positive finite number, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    for name, value in (("top_p", top_p), ("min_p", min_p)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
     if temperature == 0:
         # argmax takes the first of tied tokens, so greedy samples never depend on the uniforms.
         best = logits.argmax(dim=-1, keepdim=True)

@@ -5,7 +5,7 @@ and the linear-probe start, is `biolm.evaluation.finetune`).
 The head reads the mean of the final hidden states over each sequence's own positions (not `<bos>`,
 not padding). Causal models read right-padded batches (padding cannot change earlier positions);
 bidirectional / RC-equivariant models (`config.stateless`) read their rows packed back to back with
-`cu_seqlens`, as `biolm.inference.embed` does, so that padding never enters a reverse pass.
+`cu_seqlens`, as `biolm.inference.embed_ids` does, so that padding never enters a reverse pass.
 Training uses AdamW; Lightning's EarlyStopping and ModelCheckpoint on the validation metric pick the
 best epoch, whose weights are restored before predicting the test rows.
 """

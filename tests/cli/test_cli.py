@@ -144,7 +144,7 @@ def test_load_embed_and_generate(trained_run, tmp_path):
 
 def test_chunked_embedding_equals_one_pass(trained_run):
     import biolm
-    from biolm.inference.embed import embed_ids
+    from biolm.inference.embed_ids import embed_ids
 
     model = biolm.load(trained_run / "model")
     ids = [model.tokenizer.encode("ACGTTGCAAT" * 30), model.tokenizer.encode("GATTACA" * 11)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from biolm.inference.embed import embed_ids
+from biolm.inference.embed_ids import embed_ids
 from biolm.models import DNA_COMPLEMENT, BioLM, ModelConfig
 from biolm.tokenizers import DNATokenizer
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from biolm.errors import ConfigError
-from biolm.inference.embed import embed_ids, resolve_layers
+from biolm.inference.embed_ids import embed_ids, resolve_layers
 from biolm.models import DNA_COMPLEMENT
 
 from .helpers import tiny_model

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from Bio import bgzf
 
-from biolm.inference.api import embed as embed_in_process
+from biolm.inference.embed import embed as embed_in_process
 from biolm.io.fasta import MAX_SEQUENCE_CHARS, read_fasta
 from biolm.io.files import MAX_LINE_CHARS
 from tests.robustness.cli_harness import (

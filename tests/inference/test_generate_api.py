@@ -10,8 +10,8 @@ import torch
 
 import biolm
 from biolm.cli.main import main
-from biolm.inference import pipeline
-from biolm.inference.pipeline import ArgumentError
+from biolm.inference import generate
+from biolm.inference.generate import ArgumentError
 from biolm.models import BioLM, ModelConfig
 from biolm.models.io import save
 from biolm.tokenizers import DNATokenizer, ProteinTokenizer, SmilesTokenizer
@@ -71,7 +71,7 @@ def test_library_call_gives_the_cli_samples(models, tmp_path, kind, options):
 def test_docstring_example_runs(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     examples = doctest.DocTestFinder().find(
-        pipeline.generate, "generate", globs={"model_dir": models["protein"]}
+        generate.generate, "generate", globs={"model_dir": models["protein"]}
     )
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in examples:
@@ -100,4 +100,4 @@ def test_errors_name_the_arguments(models, options, message):
 
 def test_lazy_exports():
     assert {"generate", "write_samples"} <= set(biolm.__all__)
-    assert biolm.generate is pipeline.generate and biolm.write_samples is pipeline.write_samples
+    assert biolm.generate is generate.generate and biolm.write_samples is generate.write_samples

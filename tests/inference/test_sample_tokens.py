@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from biolm.data.layout import DEFAULT_LAYOUT
 from biolm.errors import InputError
-from biolm.inference.generate import generate, generate_infill, member_positions, prefill, sample, state_numel
 from biolm.inference.infill import infill_prompt
+from biolm.inference.sample_tokens import prefill, sample_infill_tokens, sample_tokens, state_numel
 from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
 from biolm.tokenizers import ProteinTokenizer
 from biolm.tokenizers.base import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
@@ -21,16 +22,16 @@ RECURRENT = [p for p in PATTERNS if "t" not in p]
 
 
 def test_member_positions_restart_at_each_delimiter():
-    assert member_positions(np.array(PROMPT)).tolist() == [0, 1, 2, 3, 0, 1, 2]
-    assert member_positions(np.array([7, 8, BOS_ID, 9])).tolist() == [0, 1, 0, 1]
-    assert member_positions(np.array([], dtype=np.int64)).tolist() == []
+    assert DEFAULT_LAYOUT.positions_of(np.array(PROMPT)).tolist() == [0, 1, 2, 3, 0, 1, 2]
+    assert DEFAULT_LAYOUT.positions_of(np.array([7, 8, BOS_ID, 9])).tolist() == [0, 1, 0, 1]
+    assert DEFAULT_LAYOUT.positions_of(np.array([], dtype=np.int64)).tolist() == []
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_step_decoding_equals_the_forward_pass(pattern):
     model = make_model(pattern)
     ids = torch.tensor([BOS_ID, 6, 7, 8, 9, 10, 6, SEP_ID, 9, 9, 8, 7, 6, 10, 8, 7, 6, 9, 9, 7])
-    positions = torch.from_numpy(member_positions(ids.numpy()))
+    positions = torch.from_numpy(DEFAULT_LAYOUT.positions_of(ids.numpy()))
     full = model(ids[None], position_ids=positions[None]).logits[0]
     state, stepped = model.init_state(1), []
     for token, position in zip(ids, positions, strict=True):
@@ -44,7 +45,8 @@ def test_prefill_chunk_length_changes_nothing(pattern):
     model = make_model(pattern)
     ids = [BOS_ID, *([6, 7, 8, 9, 10] * 4), SEP_ID, 8, 8, 7]
     whole = prefill(model, ids)
-    full = model(torch.tensor([ids]), position_ids=torch.from_numpy(member_positions(np.array(ids)))[None])
+    positions = torch.from_numpy(DEFAULT_LAYOUT.positions_of(np.array(ids)))
+    full = model(torch.tensor([ids]), position_ids=positions[None])
     torch.testing.assert_close(whole.logits, full.logits[0, -1].float())
     assert (whole.position, whole.length) == (4, len(ids))
     for chunk_len in (1, 3, 8):
@@ -70,7 +72,7 @@ def test_decoding_sees_the_logits_and_positions_of_one_forward_pass(pattern, mon
     monkeypatch.setattr(model, "step", spy)
     limit = 25
     prefilled = prefill(model, PROMPT, chunk_len=3)
-    samples = generate(
+    samples = sample_tokens(
         model,
         3,
         max_new_tokens=limit,
@@ -86,7 +88,7 @@ def test_decoding_sees_the_logits_and_positions_of_one_forward_pass(pattern, mon
     assert min(lengths) < limit  # some row stopped early and left the batch
     for j, generated in enumerate(samples):
         full = np.concatenate([PROMPT, generated])
-        positions = member_positions(full)
+        positions = DEFAULT_LAYOUT.positions_of(full)
         expected = model(torch.from_numpy(full)[None], position_ids=torch.from_numpy(positions)[None]).logits
         fed = min(len(generated), limit - 1)  # the stop token and the last allowed token are not fed
         for t in range(fed):
@@ -100,11 +102,11 @@ def test_decoding_sees_the_logits_and_positions_of_one_forward_pass(pattern, mon
 def test_prefill_then_decode_equals_decoding_from_scratch():
     model = make_model("msatx")
     settings = dict(max_new_tokens=30, temperature=1.5, seed=11, progress=False)
-    direct = generate(model, 4, prompt_ids=PROMPT, **settings)
-    token_by_token = generate(model, 4, prefilled=prefill(model, PROMPT, chunk_len=1), **settings)
+    direct = sample_tokens(model, 4, prompt_ids=PROMPT, **settings)
+    token_by_token = sample_tokens(model, 4, prefilled=prefill(model, PROMPT, chunk_len=1), **settings)
     _assert_same(direct, token_by_token)
     # A prompt that differs only in its last token gives other samples: the prompt is used.
-    other = generate(model, 4, prompt_ids=[*PROMPT[:-1], 8], **settings)
+    other = sample_tokens(model, 4, prompt_ids=[*PROMPT[:-1], 8], **settings)
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(direct, other, strict=True))
 
 
@@ -119,18 +121,18 @@ def test_one_prefill_serves_every_batch(monkeypatch):
         return forward(ids, state, **kwargs)
 
     monkeypatch.setattr(model, "forward", spy)
-    samples = generate(model, 7, prompt_ids=PROMPT, max_new_tokens=6, batch_size=2, progress=False)
+    samples = sample_tokens(model, 7, prompt_ids=PROMPT, max_new_tokens=6, batch_size=2, progress=False)
     assert len(samples) == 7 and prompt_reads == [(1, len(PROMPT))]
 
 
 def test_seeded_samples_are_reproducible_and_independent_of_batch_size():
     model = make_model("m")
     settings = dict(max_new_tokens=40, temperature=1.3, stop_ids=[EOS_ID], progress=False)
-    first = generate(model, 6, seed=3, batch_size=4, **settings)
-    _assert_same(first, generate(model, 6, seed=3, batch_size=4, **settings))
-    _assert_same(first, generate(model, 6, seed=3, batch_size=1, **settings))
-    _assert_same(first[:2], generate(model, 2, seed=3, **settings))
-    other = generate(model, 6, seed=4, batch_size=4, **settings)
+    first = sample_tokens(model, 6, seed=3, batch_size=4, **settings)
+    _assert_same(first, sample_tokens(model, 6, seed=3, batch_size=4, **settings))
+    _assert_same(first, sample_tokens(model, 6, seed=3, batch_size=1, **settings))
+    _assert_same(first[:2], sample_tokens(model, 2, seed=3, **settings))
+    other = sample_tokens(model, 6, seed=4, batch_size=4, **settings)
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(first, other, strict=True))
     # Different samples of one run differ (each has its own stream).
     assert len({tuple(s) for s in first}) > 1
@@ -160,8 +162,8 @@ def test_stop_ids_end_samples_before_the_stop_token():
     model = make_model("ms")
     banned = [PAD_ID, BOS_ID, MASK_ID, UNK_ID, EOS_ID, SEP_ID]
     settings = dict(max_new_tokens=30, banned_ids=banned, seed=2, progress=False)
-    free = generate(model, 5, stop_ids=[], **settings)
-    stopped = generate(model, 5, stop_ids=[7], **settings)
+    free = sample_tokens(model, 5, stop_ids=[], **settings)
+    stopped = sample_tokens(model, 5, stop_ids=[7], **settings)
     assert all(len(s) == 30 for s in free)
     assert any(len(s) < 30 for s in stopped)
     for whole, cut in zip(free, stopped, strict=True):
@@ -173,17 +175,20 @@ def test_stop_ids_end_samples_before_the_stop_token():
 
 def test_default_stops_are_eos_and_sep_and_other_specials_are_banned():
     model = make_model("m")
-    samples = generate(model, 20, max_new_tokens=15, temperature=3.0, seed=0, progress=False)
+    samples = sample_tokens(model, 20, max_new_tokens=15, temperature=3.0, seed=0, progress=False)
     assert all(not set(s.tolist()) & {PAD_ID, BOS_ID, EOS_ID, SEP_ID, MASK_ID, UNK_ID} for s in samples)
     assert any(len(s) < 15 for s in samples)
-    assert generate(model, 2, max_new_tokens=0, progress=False)[0].size == 0
+    assert sample_tokens(model, 2, max_new_tokens=0, progress=False)[0].size == 0
 
 
-def test_sample_wrapper_returns_text_of_the_exact_length():
+def test_dna_samples_run_to_the_exact_length():
+    from biolm.inference.generate import sample_texts
+
     model = tiny_model()
-    texts = sample(model, 3, 25, prompt="ACGT", progress=False, batch_size=2)
+    prompt = [BOS_ID, *model.tokenizer.encode("ACGT")]
+    texts = sample_texts(model, 3, max_new_tokens=25, prompt_ids=prompt, progress=False, batch_size=2)
     assert len(texts) == 3 and all(len(t) == 25 and set(t) <= set("ACGTN") for t in texts)
-    assert texts == sample(model, 3, 25, prompt="ACGT", progress=False)
+    assert texts == sample_texts(model, 3, max_new_tokens=25, prompt_ids=prompt, progress=False)
 
 
 @pytest.mark.parametrize("mode", [{"bidirectional": True}, {"rc_equivariant": True, "complement": None}])
@@ -193,7 +198,7 @@ def test_stateless_models_are_refused_with_one_line(mode):
     if "complement" in mode:
         mode = {**mode, "complement": DNA_COMPLEMENT}
     model = make_model("m", **mode)
-    for call in (lambda: generate(model, 1, max_new_tokens=3), lambda: prefill(model, [BOS_ID])):
+    for call in (lambda: sample_tokens(model, 1, max_new_tokens=3), lambda: prefill(model, [BOS_ID])):
         with pytest.raises(InputError) as err:
             call()
         assert "cannot generate" in str(err.value) and "\n" not in str(err.value)
@@ -202,19 +207,19 @@ def test_stateless_models_are_refused_with_one_line(mode):
 def test_bad_arguments_are_refused():
     model = make_model("m")
     with pytest.raises(ValueError, match="temperature"):
-        generate(model, 1, max_new_tokens=3, temperature=-1)
+        sample_tokens(model, 1, max_new_tokens=3, temperature=-1)
     with pytest.raises(ValueError, match="temperature"):
-        generate(model, 1, max_new_tokens=3, temperature=float("nan"))
+        sample_tokens(model, 1, max_new_tokens=3, temperature=float("nan"))
     with pytest.raises(ValueError, match="min_p"):
-        generate(model, 1, max_new_tokens=3, min_p=1.5)
+        sample_tokens(model, 1, max_new_tokens=3, min_p=1.5)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        generate(model, 1, max_new_tokens=3, stop_ids=[99])
+        sample_tokens(model, 1, max_new_tokens=3, stop_ids=[99])
     with pytest.raises(ValueError, match="whole vocabulary"):
-        generate(model, 1, max_new_tokens=3, banned_ids=range(11))
+        sample_tokens(model, 1, max_new_tokens=3, banned_ids=range(11))
     with pytest.raises(ValueError, match="empty"):
         prefill(model, [])
     with pytest.raises(ValueError, match="not both"):
-        generate(model, 1, max_new_tokens=3, prompt_ids=PROMPT, prefilled=prefill(model, PROMPT))
+        sample_tokens(model, 1, max_new_tokens=3, prompt_ids=PROMPT, prefilled=prefill(model, PROMPT))
 
 
 def _fim_model():
@@ -227,8 +232,8 @@ def _fim_model():
 def test_infill_keeps_the_template_and_fixed_span_lengths():
     model, tokenizer = _fim_model()
     prompt = infill_prompt("MKT[?]LLV[5]W[3]", tokenizer)
-    filled = generate_infill(model, prompt, 6, max_new_tokens=80, seed=1, batch_size=4, progress=False)
-    assert filled == generate_infill(model, prompt, 6, max_new_tokens=80, seed=1, progress=False)
+    filled = sample_infill_tokens(model, prompt, 6, max_new_tokens=80, seed=1, batch_size=4, progress=False)
+    assert filled == sample_infill_tokens(model, prompt, 6, max_new_tokens=80, seed=1, progress=False)
     complete = [f for f in filled if f is not None]
     assert len(complete) >= 4
     for seq in complete:
@@ -237,7 +242,7 @@ def test_infill_keeps_the_template_and_fixed_span_lengths():
         cut = rest.index("LLV", 1)  # the free span has at least one residue
         assert rest[cut + 3 + 5] == "W" and len(rest) == cut + 3 + 5 + 1 + 3
     # Too few tokens to close every span: no sample, rather than a cut one.
-    assert generate_infill(model, prompt, 2, max_new_tokens=8, progress=False) == [None, None]
+    assert sample_infill_tokens(model, prompt, 2, max_new_tokens=8, progress=False) == [None, None]
 
 
 def test_infill_spans_end_with_the_next_sentinel_fed_as_input(monkeypatch):
@@ -252,7 +257,7 @@ def test_infill_spans_end_with_the_next_sentinel_fed_as_input(monkeypatch):
         return step(ids, state, position_ids=position_ids)
 
     monkeypatch.setattr(model, "step", spy)
-    (seq,) = generate_infill(model, prompt, 1, max_new_tokens=40, seed=0, progress=False)
+    (seq,) = sample_infill_tokens(model, prompt, 1, max_new_tokens=40, seed=0, progress=False)
     tokens = torch.cat(fed).tolist()
     assert tokens[2] == tokenizer.sentinel_ids[1]  # span 1's two residues, then <fim_2>
     assert not set(tokens[:2] + tokens[3:]) & set(tokenizer.special_ids)
