@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biolm.cli.eval import OUT_HELP, default, given, listed
+from biolm.cli.options import OUT_HELP, default, given, listed
 from biolm.evaluation.options import GenerationOptions, MoleculeGenerationOptions, ProteinGenerationOptions
 
 # Shorter names for the help texts, which quote each default from its options class.

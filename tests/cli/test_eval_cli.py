@@ -177,8 +177,8 @@ def _parsed(*argv: str):
 )
 def test_the_cli_passes_no_default_of_its_own(recipe, positional, options):
     import biolm.evaluation.options as library
-    from biolm.cli.eval import given
     from biolm.cli.main import _command_options, build_parser
+    from biolm.cli.options import given
 
     args = _parsed(recipe, *positional, "--out", "x")
     flags = _command_options(build_parser(), args)
@@ -192,7 +192,7 @@ def test_the_cli_passes_no_default_of_its_own(recipe, positional, options):
 
 
 def test_the_cli_passes_the_flags_given_under_the_options_names():
-    from biolm.cli.eval import given
+    from biolm.cli.options import given
     from biolm.evaluation.options import MoleculeGenerationOptions, ProteinGenerationOptions
 
     args = _parsed(
