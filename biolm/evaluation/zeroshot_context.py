@@ -37,6 +37,7 @@ from biolm.evaluation.incontext import score_targets
 from biolm.evaluation.options import DEFAULT_PREFILL_TOKENS, ContextOptions
 from biolm.evaluation.zeroshot import encode_sequence, marginal_scores, mutated_positions
 from biolm.inference.decoding import repeat_state
+from biolm.inference.sample_tokens import prefill as prefill_prompt
 from biolm.io.dms import Scan
 from biolm.models import BioLM
 from biolm.tokenizers.base import SEP_ID
@@ -125,26 +126,16 @@ def draw_context(homologs: Homologs, options: ContextOptions, replicate: int) ->
     return [homologs.ids[order[j]] for j in taken]
 
 
-@torch.no_grad()
 def prefill(model: BioLM, members: list[np.ndarray], piece_tokens: int = DEFAULT_PREFILL_TOKENS):
     """(state, [vocab] next-token logits, tokens read) after `<bos> m1 <sep> ... mk <sep>`.
 
-    The prompt is read `piece_tokens` at a time with the state passed on, which gives the same state as
-    one pass (the kernels' state-passing contract) with memory bounded by the piece.
+    The prompt is read `piece_tokens` at a time with the state passed on
+    (`biolm.inference.sample_tokens.prefill`), which gives the same state as one pass (the kernels'
+    state-passing contract) with memory bounded by the piece.
     """
-    device = next(model.parameters()).device
     prompt = DEFAULT_LAYOUT.prompt(members)
-    ids, positions = prompt.ids, prompt.positions
-    state, logits = None, None
-    for start in range(0, len(ids), piece_tokens):
-        piece = slice(start, start + piece_tokens)
-        out = model(
-            torch.from_numpy(ids[piece])[None].to(device),
-            state=state,
-            position_ids=torch.from_numpy(positions[piece])[None].to(device),
-        )
-        state, logits = out.state, out.logits[0, -1].float()
-    return state, logits, len(ids)
+    read = prefill_prompt(model, prompt.ids, prompt.positions, chunk_len=piece_tokens)
+    return read.state, read.logits, read.length
 
 
 @torch.no_grad()
