@@ -177,6 +177,8 @@ class Domain:
 
 
 _REGISTRY: dict[str, Domain] = {}
+# Tokenizer kinds that `register` made loadable (the built-in ones are known to biolm.tokenizers itself).
+_ADDED_TOKENIZERS: set[str] = set()
 
 
 def register(domain: Domain) -> Domain:
@@ -191,15 +193,24 @@ def register(domain: Domain) -> Domain:
     _REGISTRY[domain.name] = domain
     for alias in domain.aliases:
         _REGISTRY[alias] = domain
-    TOKENIZER_CLASSES.setdefault(domain.tokenizer_kind, domain.tokenizer_class)
+    if domain.tokenizer_kind not in TOKENIZER_CLASSES:
+        TOKENIZER_CLASSES[domain.tokenizer_kind] = domain.tokenizer_class
+        _ADDED_TOKENIZERS.add(domain.tokenizer_kind)
     return domain
 
 
 def unregister(name: str) -> None:
-    """Forget a domain (and its aliases); its tokenizer class stays loadable."""
+    """Forget a domain (its aliases, and the tokenizer kind its registration made loadable)."""
+    from biolm.tokenizers import TOKENIZER_CLASSES
+
     domain = _REGISTRY.get(name)
+    if domain is None:
+        return
     for key in [k for k, d in _REGISTRY.items() if d is domain]:
         del _REGISTRY[key]
+    if domain.tokenizer_kind in _ADDED_TOKENIZERS:
+        _ADDED_TOKENIZERS.discard(domain.tokenizer_kind)
+        TOKENIZER_CLASSES.pop(domain.tokenizer_kind, None)
 
 
 def registered() -> list[Domain]:

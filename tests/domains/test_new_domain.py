@@ -34,6 +34,20 @@ def rna_model(tmp_path_factory):
     unregister("rna")
 
 
+def test_unregistering_forgets_the_domain_and_its_tokenizer_kind():
+    from biolm.tokenizers import TOKENIZER_CLASSES
+
+    registered_before = "rna" in names()  # the module's model fixture may hold it
+    register(RNA)
+    assert TOKENIZER_CLASSES["rna"] is RNATokenizer
+    unregister("rna")
+    assert "rna" not in names() and "rna" not in TOKENIZER_CLASSES
+    with pytest.raises(InputError, match="unknown domain 'rna'"):
+        get_domain("rna")
+    if registered_before:
+        register(RNA)
+
+
 def test_the_domain_is_known_by_name_and_by_its_tokenizer(rna_model):
     assert "rna" in names() and get_domain("RNA") is RNA
     model = biolm.load(rna_model)
