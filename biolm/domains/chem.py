@@ -26,7 +26,13 @@ def training_data(cfg: Any, like: Tokenizer | None = None) -> DomainData:
 
     unknown = "replace" if cfg.data.unknown == "replace" else "error"
     if isinstance(like, SmilesTokenizer):
-        tokenizer = SmilesTokenizer(like.vocab, unknown=unknown, bracket_parts=like.bracket_parts)
+        tokenizer = SmilesTokenizer(
+            like.vocab,
+            unknown=unknown,
+            bracket_parts=like.bracket_parts,
+            segmentation=like.segmentation,
+            aliases=like.aliases,
+        )
     else:
         tokenizer = SmilesTokenizer(unknown=unknown)
     datamodule = build_chem_data(cfg.data, tokenizer, cfg.seed)

@@ -25,7 +25,10 @@ NUM_SPECIAL = len(SPECIAL_TOKENS)
 FORMAT_NAME = "biolm-tokenizer"
 # 2: SMILES bracket atoms outside the vocabulary are split into parts; DNA and protein read 1 and 2 alike.
 FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2)
+# Format 3 adds token aliases (and the SMILES tokenizer's segmentation); a tokenizer without them is
+# still written as format 2, so that an older biolm reads it.
+ALIASES_FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1, 2, 3)
 UNKNOWN_MODES: tuple[str, ...] = ("error", "replace")
 
 
@@ -105,13 +108,21 @@ class Tokenizer(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, domain_tokens: Sequence[str], *, unknown: str = "error") -> None:
+    def __init__(
+        self,
+        domain_tokens: Sequence[str],
+        *,
+        unknown: str = "error",
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self._unknown = check_unknown_mode(unknown)
         self._tokens: tuple[str, ...] = SPECIAL_TOKENS + tuple(domain_tokens)
         self._index: dict[str, int] = {t: i for i, t in enumerate(self._tokens)}
         if len(self._index) != len(self._tokens):
             dupes = sorted({t for t in self._tokens if self._tokens.count(t) > 1})
             raise ValueError(f"duplicate tokens in vocabulary: {dupes}")
+        self._aliases: dict[str, str] = {}
+        self._set_aliases(aliases or {})
 
     # --- vocabulary -----------------------------------------------------------------------------
 
@@ -157,13 +168,18 @@ class Tokenizer(ABC):
     def special_ids(self) -> list[int]:
         return list(range(NUM_SPECIAL))
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Other names of tokens (a converted model's own names, e.g. ``[BEG]`` for ``<bos>``)."""
+        return dict(self._aliases)
+
     def token_to_id(self, token: str) -> int:
-        """Id of ``token``.
+        """Id of ``token`` (or of the token an alias names).
 
         Raises:
             KeyError: If the token is not in the vocabulary.
         """
-        return self._index[token]
+        return self._index[self._aliases.get(token, token)]
 
     # --- encoding -------------------------------------------------------------------------------
 
@@ -230,13 +246,17 @@ class Tokenizer(ABC):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible description; ``tokenizer_from_dict`` inverts it."""
-        return {
+        d = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "kind": self.kind,
             "unknown": self._unknown,
             "tokens": list(self._tokens),
         }
+        if self._aliases:
+            d["format_version"] = ALIASES_FORMAT_VERSION
+            d["aliases"] = dict(self._aliases)
+        return d
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the tokenizer as JSON; atomic, so an interrupted save never leaves a partial file."""
@@ -262,7 +282,26 @@ class Tokenizer(ABC):
             raise TokenizerFormatError(
                 f"{_where(source)}'unknown' must be one of {UNKNOWN_MODES}, got {unknown!r}"
             )
-        return cls._from_dict(d, tokens[NUM_SPECIAL:], unknown, source)
+        aliases = d.get("aliases", {})
+        if not isinstance(aliases, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
+        ):
+            raise TokenizerFormatError(f"{_where(source)}'aliases' must map strings to strings")
+        tokenizer = cls._from_dict(d, tokens[NUM_SPECIAL:], unknown, source)
+        if aliases:
+            try:
+                tokenizer._set_aliases(aliases)
+            except ValueError as e:
+                raise TokenizerFormatError(f"{_where(source)}{e}") from None
+        return tokenizer
+
+    def _set_aliases(self, aliases: Mapping[str, str]) -> None:
+        for name, token in aliases.items():
+            if name in self._index or token not in self._index:
+                raise ValueError(
+                    f"alias {name!r} -> {token!r}: an alias names a token of the vocabulary and is not one"
+                )
+        self._aliases = dict(aliases)
 
     @classmethod
     @abstractmethod
@@ -275,10 +314,14 @@ class Tokenizer(ABC):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._tokens == other._tokens and self._unknown == other._unknown
+        return (
+            self._tokens == other._tokens
+            and self._unknown == other._unknown
+            and self._aliases == other._aliases
+        )
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._tokens, self._unknown))
+        return hash((type(self).__name__, self._tokens, self._unknown, tuple(sorted(self._aliases.items()))))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, unknown={self._unknown!r})"

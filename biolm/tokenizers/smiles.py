@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from biolm.tokenizers.base import (
+    ALIASES_FORMAT_VERSION,
     NUM_SPECIAL,
     UNK_ID,
     TokenizationError,
@@ -97,6 +98,27 @@ def _split(token: str) -> tuple[str, ...] | None:
         parts += [":", *atom_class[1:]]
     parts.append("]")
     return tuple(parts)
+
+
+_SYMBOL_SET = frozenset(ELEMENTS + AROMATIC_SYMBOLS)
+# How bracket atoms are cut into tokens:
+#   "atoms": whole when the vocabulary has the atom, else its parts (`_split`), biolm's own rule;
+#   "characters": always '[', then the element symbol whole and every other character alone, then ']'
+#                 ([C@@H] -> [ C @ @ H ], [NH3+] -> [ N H 3 + ]), the rule of Chem-xLSTM checkpoints.
+SEGMENTATIONS = ("atoms", "characters")
+
+
+def _characters(tokens: list[str]) -> list[str]:
+    """Every bracket atom of ``tokens`` as '[', its symbol, its other characters one by one, ']'."""
+    out: list[str] = []
+    for t in tokens:
+        parts = _split(t) if t.startswith("[") else None
+        if parts is None:
+            out.append(t)
+            continue
+        for p in parts:
+            out.extend([p] if p in _SYMBOL_SET else p)
+    return out
 
 
 def _expand(tokens: list[str], known: frozenset[str] | Mapping[str, int]) -> list[str]:
@@ -186,21 +208,36 @@ class SmilesTokenizer(Tokenizer):
         bracket_parts: ``False`` gives a format-1 tokenizer (default vocabulary ``V1_VOCAB``): bracket
             atoms are never split and ``%(nnn)`` and ``<-`` are not tokens, as in biolm before
             format 2. Tokenizers saved in format 1 load this way, keeping the ids of their models.
+        segmentation: how bracket atoms are cut (``SEGMENTATIONS``): ``"atoms"`` (whole when in the
+            vocabulary, else parts) or ``"characters"`` (always ``[``, the element symbol, each other
+            character, ``]``: the tokens of a converted Chem-xLSTM model).
+        aliases: other names of tokens, e.g. a converted model's ``{"[BEG]": "<bos>"}``.
     """
 
     kind: ClassVar[str] = "smiles"
 
     def __init__(
-        self, vocab: Sequence[str] | None = None, *, unknown: str = "error", bracket_parts: bool = True
+        self,
+        vocab: Sequence[str] | None = None,
+        *,
+        unknown: str = "error",
+        bracket_parts: bool = True,
+        segmentation: str = "atoms",
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self._bracket_parts = bool(bracket_parts)
+        if segmentation not in SEGMENTATIONS:
+            raise ValueError(f"segmentation must be one of {', '.join(SEGMENTATIONS)}, got {segmentation!r}")
+        if segmentation != "atoms" and not self._bracket_parts:
+            raise ValueError("segmentation 'characters' cuts bracket atoms: it needs bracket_parts")
+        self._segmentation = segmentation
         if vocab is None:
             vocab = DEFAULT_VOCAB if self._bracket_parts else V1_VOCAB
         vocab = list(vocab)
         for t in vocab:
             if not isinstance(t, str) or not self._is_token(t):
                 raise ValueError(f"vocabulary entry {t!r} is not a single SMILES token")
-        super().__init__(vocab, unknown=unknown)
+        super().__init__(vocab, unknown=unknown, aliases=aliases)
         self._regex = _TOKEN_RE if self._bracket_parts else _TOKEN_RE_V1
 
     def _is_token(self, t: str) -> bool:
@@ -219,6 +256,11 @@ class SmilesTokenizer(Tokenizer):
         """Whether bracket atoms outside the vocabulary are split into parts (format 2)."""
         return self._bracket_parts
 
+    @property
+    def segmentation(self) -> str:
+        """How bracket atoms are cut into tokens (``SEGMENTATIONS``)."""
+        return self._segmentation
+
     def tokenize(self, smiles: str, *, record: str | None = None) -> list[str]:
         """The tokens ``encode`` maps to ids; ``"".join(tokens) == smiles`` always holds.
 
@@ -231,12 +273,16 @@ class SmilesTokenizer(Tokenizer):
         tokens = _regex_tokens(smiles, self._regex, record)
         if not self._bracket_parts:
             return tokens
+        if self._segmentation == "characters":
+            return _characters(tokens)
         return _expand(tokens, self._index)
 
     def encode(
         self, seq: str, *, record: str | None = None, add_bos: bool = False, add_eos: bool = False
     ) -> np.ndarray:
         tokens = _regex_tokens(seq, self._regex, record)
+        if self._segmentation == "characters":
+            tokens = _characters(tokens)
         index = self._index
         try:
             ids = [index[t] for t in tokens]
@@ -315,7 +361,12 @@ class SmilesTokenizer(Tokenizer):
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
-        if not self._bracket_parts:
+        if self._segmentation != "atoms":
+            d["format_version"] = ALIASES_FORMAT_VERSION
+            d["segmentation"] = self._segmentation
+        if d["format_version"] >= ALIASES_FORMAT_VERSION:
+            d["bracket_parts"] = self._bracket_parts  # format 3 says it, whatever its other options
+        elif not self._bracket_parts:
             d["format_version"] = 1  # read back as format 1, with the same ids
         return d
 
@@ -323,8 +374,15 @@ class SmilesTokenizer(Tokenizer):
     def _from_dict(
         cls, d: Mapping[str, Any], domain_tokens: list[str], unknown: str, source: str | None
     ) -> Tokenizer:
+        segmentation = d.get("segmentation", "atoms")
+        bracket_parts = d.get("bracket_parts", d["format_version"] >= 2)
+        if not isinstance(segmentation, str) or not isinstance(bracket_parts, bool):
+            where = f"{source}: " if source else ""
+            raise TokenizerFormatError(
+                f"{where}'segmentation' must be a string and 'bracket_parts' a boolean"
+            )
         try:
-            return cls(domain_tokens, unknown=unknown, bracket_parts=d["format_version"] >= 2)
+            return cls(domain_tokens, unknown=unknown, bracket_parts=bracket_parts, segmentation=segmentation)
         except ValueError as e:
             where = f"{source}: " if source else ""
             raise TokenizerFormatError(f"{where}invalid SMILES vocabulary: {e}") from e
@@ -332,11 +390,14 @@ class SmilesTokenizer(Tokenizer):
     def __eq__(self, other: object) -> bool:
         result = super().__eq__(other)
         if result is True:
-            return self._bracket_parts == other._bracket_parts  # type: ignore[attr-defined]
+            return (self._bracket_parts, self._segmentation) == (
+                other._bracket_parts,  # type: ignore[attr-defined]
+                other._segmentation,  # type: ignore[attr-defined]
+            )
         return result
 
     def __hash__(self) -> int:
-        return hash((super().__hash__(), self._bracket_parts))
+        return hash((super().__hash__(), self._bracket_parts, self._segmentation))
 
     def __repr__(self) -> str:
         extra = "" if self._bracket_parts else ", bracket_parts=False"

@@ -75,11 +75,11 @@ def test_tokenizers_differ_by_option():
 @pytest.mark.parametrize("kind", KINDS)
 def test_unknown_format_version(tmp_path, kind):
     d = get_tokenizer(kind).to_dict()
-    d["format_version"] = 3
+    d["format_version"] = 4
     path = tmp_path / "future.json"
     path.write_text(json.dumps(d))
     with pytest.raises(
-        TokenizerFormatError, match=r"future\.json.*format_version 3 \(this biolm reads 1, 2\)"
+        TokenizerFormatError, match=r"future\.json.*format_version 4 \(this biolm reads 1, 2, 3\)"
     ):
         load_tokenizer(path)
 
