@@ -74,6 +74,10 @@ class BioLM(nn.Module):
         if config.rc_equivariant:
             # Not persistent: it is part of the config, and the weight files stay the same layout.
             self.register_buffer("complement", torch.tensor(config.complement), persistent=False)
+        unused = torch.zeros(config.vocab_size, dtype=torch.bool)
+        unused[config.unused_ids or []] = True
+        # Not persistent either (the config has it); None keeps the common case free of a masked_fill.
+        self.register_buffer("unused_ids", unused if config.unused_ids else None, persistent=False)
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> ModelState:
         """The state before the first token: zeros for every block."""
@@ -134,18 +138,26 @@ class BioLM(nn.Module):
             )
             if layers is not None:
                 layers = [_join_strands(x, ids.shape[1], cu_seqlens) for x in layers[:-1]] + [hidden]
-            return LMOutput(logits, hidden, None, None if layers is None else tuple(layers))
+            return LMOutput(
+                self._mask_unused(logits), hidden, None, None if layers is None else tuple(layers)
+            )
         x, new_state = self._run_blocks(self.embedding(ids), state, cu_seqlens, position_ids, layers)
         hidden = self.final_norm(x)
         keep_state = cu_seqlens is None and not self.config.stateless
         if layers is not None:
             layers[-1] = hidden
         return LMOutput(
-            self.lm_head(hidden),
+            self._mask_unused(self.lm_head(hidden)),
             hidden,
             new_state if keep_state else None,
             None if layers is None else tuple(layers),
         )
+
+    def _mask_unused(self, logits: torch.Tensor) -> torch.Tensor:
+        """-inf at the ids the model never predicts (`ModelConfig.unused_ids`)."""
+        if self.unused_ids is None:
+            return logits
+        return logits.masked_fill(self.unused_ids, float("-inf"))
 
     def _run_blocks(
         self,

@@ -297,10 +297,12 @@ def swiglu(
 
 
 class GatedFeedForward(nn.Module):
-    """SwiGLU feed-forward: up-projection to (gate, value), silu(gate) * value, down-projection."""
+    """Gated feed-forward: up-projection to (gate, value), act(gate) * value, down-projection; act is
+    silu (SwiGLU) or, with `ffn_activation="gelu"`, the exact GELU."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.gelu = config.ffn_activation == "gelu"
         d, ffn = config.d_model, config.ffn_dim
         self.proj_up = nn.Linear(d, 2 * ffn, bias=False)
         self.proj_down = nn.Linear(ffn, d, bias=False)
@@ -309,6 +311,9 @@ class GatedFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x [B, S, d]. Returns [B, S, d]."""
+        if self.gelu:
+            gate, value = F.linear(x, self.proj_up.weight).chunk(2, dim=-1)
+            return F.linear(F.gelu(gate) * value, self.proj_down.weight)
         # Row-blocked on the CPU (`swiglu` above): the elementwise passes otherwise cost as much as
         # the matmuls.
         return swiglu(x, self.proj_up.weight, self.proj_down.weight)

@@ -19,6 +19,7 @@ AVAILABLE_BLOCKS = {
 # Blocks that split d_model itself into heads of even width (RoPE rotates pairs of head channels).
 _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
+FFN_ACTIVATIONS = ("silu", "gelu")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
 _COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
 # Floats every norm and gate is computed in (bfloat16 has the same range): an epsilon or a cap outside
@@ -70,6 +71,11 @@ class ModelConfig:
             its own inverse (specials map to themselves). For the DNA tokenizer it is
             `DNATokenizer().complement_table.tolist()`, i.e. `DNA_COMPLEMENT`. Used by
             `rc_equivariant` and, when set, as the default of `biolm.models.rc.conjoin`.
+        ffn_activation: the gate activation of the gated feed-forward: "silu" (SwiGLU, biolm's
+            default) or "gelu" (exact, erf-based: the xlstm package's sLSTM blocks).
+        unused_ids: token ids the model never predicts: their logits are -inf. A converted published
+            model's tokenizer has biolm tokens its reference lacks (e.g. `<sep>`); without this they
+            would take probability from the reference's own tokens.
     """
 
     vocab_size: int = 11
@@ -92,6 +98,8 @@ class ModelConfig:
     v_dim_factor: float = 1.0
     gate_soft_cap: float = 15.0
     complement: list[int] | None = None
+    ffn_activation: str = "silu"
+    unused_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         for name in _COUNTS:
@@ -109,6 +117,11 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.ffn_activation not in FFN_ACTIVATIONS:
+            raise ConfigError(
+                f"model.ffn_activation must be one of {', '.join(FFN_ACTIVATIONS)}; "
+                f"got {self.ffn_activation!r}"
+            )
         if self.backend not in KERNEL_BACKENDS:
             raise ConfigError(
                 f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
@@ -126,6 +139,17 @@ class ModelConfig:
                 f"({2 * self.num_heads}) for block types s, a and t"
             )
         self._check_complement()
+        if self.unused_ids is not None:
+            # OmegaConf hands over a ListConfig; a plain sorted list keeps save/load and equality simple.
+            self.unused_ids = sorted({int(i) for i in self.unused_ids})
+            if (
+                any(not 0 <= i < self.vocab_size for i in self.unused_ids)
+                or len(self.unused_ids) >= self.vocab_size
+            ):
+                raise ConfigError(
+                    f"model.unused_ids must be ids below vocab_size ({self.vocab_size}), leaving at least "
+                    f"one token to predict; got {self.unused_ids}"
+                )
         if "x" in self.block_types():
             self._check_x_dims()
 

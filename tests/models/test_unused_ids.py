@@ -1,0 +1,44 @@
+"""`ModelConfig.unused_ids`: ids a model never predicts get -inf logits, in every forward path, and
+survive save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from biolm.errors import ConfigError
+from biolm.models import BioLM
+from biolm.models.config import ModelConfig
+from biolm.models.io import load, save
+from biolm.tokenizers import DNATokenizer
+
+
+def _model(**kwargs) -> BioLM:
+    return BioLM(ModelConfig(vocab_size=11, d_model=16, n_layers=1, num_heads=2, **kwargs)).eval()
+
+
+def test_unused_ids_are_never_predicted_by_forward_and_step(tmp_path):
+    model = _model(unused_ids=[3, 4])
+    ids = torch.tensor([[1, 6, 7, 8]])
+    logits = model(ids).logits
+    assert torch.isneginf(logits[..., [3, 4]]).all() and torch.isfinite(logits[..., 5:]).all()
+    step_logits, _ = model.step(ids[:, 0], model.init_state(1))
+    assert torch.isneginf(step_logits[:, [3, 4]]).all()
+    plain = _model()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(plain(ids).logits[..., 5:], logits[..., 5:])
+    save(model, DNATokenizer(), tmp_path / "m")
+    assert load(tmp_path / "m").config.unused_ids == [3, 4]
+
+
+def test_rc_equivariant_models_mask_too():
+    from biolm.models.config import DNA_COMPLEMENT
+
+    model = _model(unused_ids=[3], rc_equivariant=True, bidirectional=True, complement=DNA_COMPLEMENT)
+    assert torch.isneginf(model(torch.tensor([[1, 6, 7]])).logits[..., 3]).all()
+
+
+@pytest.mark.parametrize("bad", [[11], [-1], list(range(11))])
+def test_bad_unused_ids_are_refused(bad):
+    with pytest.raises(ConfigError, match="unused_ids"):
+        _model(unused_ids=bad)
