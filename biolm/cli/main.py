@@ -10,10 +10,17 @@ import sys
 import threading
 
 from biolm import __version__
-from biolm.cli import embed, generate, info, train
+from biolm.cli import convert, embed, generate, info, train
 from biolm.cli import eval as eval_command
 
-COMMANDS = {"train": train, "embed": embed, "generate": generate, "info": info, "eval": eval_command}
+COMMANDS = {
+    "train": train,
+    "embed": embed,
+    "generate": generate,
+    "eval": eval_command,
+    "convert": convert,
+    "info": info,
+}
 # The exit status after SIGTERM, as a shell reports a process the signal ended (128 + 15).
 SIGTERM_EXIT = 128 + signal.SIGTERM
 # Seconds after which SIGTERM's exception is raised again while the command still runs (see _terminate):

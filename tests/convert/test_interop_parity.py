@@ -1,0 +1,95 @@
+"""Parity with the published code bases: every case of `../shared/interop` (tiny random checkpoints
+written by the reference code, with the reference's logits) converts with `biolm convert` and gives the
+reference's logits at every token both vocabularies share, within the case's tolerance.
+
+Tokens are matched as `../shared/interop/README.md` says: by their string, else by the biolm name of
+their role. Formats biolm does not convert yet are strict xfails: when one starts to convert, its case
+must pass and the mark go.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import biolm
+from biolm.cli.main import main
+
+INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
+CASES = sorted(p.name for p in INTEROP.iterdir() if (p / "case.json").is_file()) if INTEROP.is_dir() else []
+CONVERTED = {"chem_chembl", "xlstm1_mixed"}
+ROLES = {
+    "[PAD]": "<pad>",
+    "[MASK]": "<mask>",
+    "[UNK]": "<unk>",
+    "[BOS]": "<bos>",
+    "[BEG]": "<bos>",
+    "<cls>": "<bos>",
+    "[END]": "<eos>",
+    "[SEP]": "<eos>",
+}
+
+
+def _biolm_id(tokenizer, token: str | None) -> int | None:
+    if token is None:
+        return None
+    fim = re.fullmatch(r"<mask-(\d+)>", token)
+    for name in (token, f"<fim_{fim.group(1)}>" if fim else ROLES.get(token)):
+        if name is not None:
+            try:
+                return tokenizer.token_to_id(name)
+            except KeyError:
+                pass
+    return None
+
+
+def _cases():
+    if not CASES:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no interop fixtures at {INTEROP}"))]
+    return [
+        pytest.param(
+            name,
+            marks=()
+            if name in CONVERTED
+            else pytest.mark.xfail(
+                strict=True, reason="a format biolm does not convert yet", raises=AssertionError
+            ),
+        )
+        for name in CASES
+    ]
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_converted_checkpoint_gives_the_reference_logits(case, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = INTEROP / case
+    spec = json.loads((folder / "case.json").read_text())
+    out = tmp_path / "model"
+    code = main(["convert", str(folder / "reference"), "-o", str(out), *spec.get("convert_args", [])])
+    assert code == 0, f"biolm convert refused the {case} checkpoint"
+    model = biolm.load(out)
+    expected = load_file(folder / "expected.safetensors")
+    vocab = json.loads((folder / "vocab.json").read_text())
+    mapping = [_biolm_id(model.tokenizer, token) for token in vocab]
+    ids = expected["input_ids"]
+    assert all(mapping[i] is not None for i in ids.unique().tolist()), "an input token has no biolm id"
+    biolm_ids = torch.tensor([[mapping[i] for i in row] for row in ids.tolist()])
+    kwargs = {"position_ids": expected["position_ids"]} if "position_ids" in expected else {}
+    with torch.no_grad():
+        logits = model(biolm_ids, **kwargs).logits
+    shared = [j for j, b in enumerate(mapping) if b is not None]
+    reference = expected["logits"][..., shared].double()
+    ours = logits[..., [mapping[j] for j in shared]].double()
+    max_abs = float((reference - ours).abs().max())
+    rel_rms = float((reference - ours).pow(2).mean().sqrt() / reference.pow(2).mean().sqrt())
+    tolerance = spec["tolerance"]
+    assert max_abs <= tolerance["max_abs"] and rel_rms <= tolerance["rel_rms"], (max_abs, rel_rms)
+    # The biolm tokens the reference lacks are never predicted.
+    unused = sorted(set(range(model.tokenizer.vocab_size)) - {b for b in mapping if b is not None})
+    assert np.isneginf(logits[..., unused].numpy()).all()
