@@ -12,7 +12,9 @@ eval, info). The format is told by the checkpoint's files:
                 tokenization rule are kept
   xlstm 1.x     config.yaml (xLSTMLMModelConfig) + model.pt (NX-AI xlstm), mLSTM and sLSTM
                 blocks; give --tokenizer, the biolm tokenizer its ids are
-Recognised, not converted yet: Prot-xLSTM, DNA-xLSTM, transformers xLSTM.
+  transformers  config.json (model_type xlstm) + model.safetensors (or shards): xLSTMForCausalLM,
+                the xLSTM-7B design; its tokenizer.json tells the biolm tokenizer, else --tokenizer
+Recognised, not converted yet: Prot-xLSTM, DNA-xLSTM.
 
 The checkpoint is read as data: pickles through torch's weights-only unpickler (a pickle that asks
 for code is refused), never imported or run. Nothing is written unless the conversion succeeds; an

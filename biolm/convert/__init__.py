@@ -42,21 +42,21 @@ def _has(*names: str) -> Callable[[Path], bool]:
 
 
 def _formats() -> list[Format]:
-    from biolm.convert import chem_xlstm, xlstm1
+    from biolm.convert import chem_xlstm, transformers_xlstm, xlstm1
 
     return [
         Format(chem_xlstm.NAME, "init_arguments.json + model.pt", chem_xlstm.detect, chem_xlstm.read),
         Format(xlstm1.NAME, "config.yaml (xLSTMLMModelConfig) + model.pt", xlstm1.detect, xlstm1.read),
         Format(
+            transformers_xlstm.NAME,
+            "config.json (model_type xlstm) + model.safetensors",
+            transformers_xlstm.detect,
+            transformers_xlstm.read,
+        ),
+        Format(
             "Prot-xLSTM", "config.json + pytorch_model.bin", _has("config.json", "pytorch_model.bin"), None
         ),
         Format("DNA-xLSTM", "model_config.json + checkpoints/**/*.ckpt", _has("model_config.json"), None),
-        Format(
-            "transformers xLSTM",
-            "config.json + model.safetensors",
-            _has("config.json", "model.safetensors"),
-            None,
-        ),
     ]
 
 

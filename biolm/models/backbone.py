@@ -10,6 +10,7 @@ from torch import nn
 
 from biolm.kernels.varlen import segment_offsets
 from biolm.models.bidirectional import flip_sequence
+from biolm.models.common import RMSNorm
 from biolm.models.config import ModelConfig
 from biolm.models.rc import rc_equivariant_forward
 from biolm.models.registry import BLOCK_CLASSES
@@ -66,7 +67,10 @@ class BioLM(nn.Module):
         self.blocks = nn.ModuleList(
             BLOCK_CLASSES[letter](block_config, index) for index, letter in enumerate(config.block_types())
         )
-        self.final_norm = nn.LayerNorm(width, eps=config.norm_eps, bias=False)
+        if config.final_norm == "rms":
+            self.final_norm = RMSNorm(width, eps=config.norm_eps)
+        else:
+            self.final_norm = nn.LayerNorm(width, eps=config.norm_eps, bias=False)
         self.lm_head = nn.Linear(width, config.vocab_size, bias=False)
         nn.init.normal_(self.embedding.weight, std=(2 / (5 * width)) ** 0.5)
         if config.tie_embeddings:
@@ -138,23 +142,25 @@ class BioLM(nn.Module):
             )
             if layers is not None:
                 layers = [_join_strands(x, ids.shape[1], cu_seqlens) for x in layers[:-1]] + [hidden]
-            return LMOutput(
-                self._mask_unused(logits), hidden, None, None if layers is None else tuple(layers)
-            )
+            return LMOutput(self._output(logits), hidden, None, None if layers is None else tuple(layers))
         x, new_state = self._run_blocks(self.embedding(ids), state, cu_seqlens, position_ids, layers)
         hidden = self.final_norm(x)
         keep_state = cu_seqlens is None and not self.config.stateless
         if layers is not None:
             layers[-1] = hidden
         return LMOutput(
-            self._mask_unused(self.lm_head(hidden)),
+            self._output(self.lm_head(hidden)),
             hidden,
             new_state if keep_state else None,
             None if layers is None else tuple(layers),
         )
 
-    def _mask_unused(self, logits: torch.Tensor) -> torch.Tensor:
-        """-inf at the ids the model never predicts (`ModelConfig.unused_ids`)."""
+    def _output(self, logits: torch.Tensor) -> torch.Tensor:
+        """The head's logits, soft-capped (`ModelConfig.logit_soft_cap`) and -inf at the ids the model
+        never predicts (`ModelConfig.unused_ids`)."""
+        cap = self.config.logit_soft_cap
+        if cap:
+            logits = cap * torch.tanh(logits / cap)
         if self.unused_ids is None:
             return logits
         return logits.masked_fill(self.unused_ids, float("-inf"))

@@ -20,6 +20,7 @@ AVAILABLE_BLOCKS = {
 _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 FFN_ACTIVATIONS = ("silu", "gelu")
+FINAL_NORMS = ("layer", "rms")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
 _COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
 # Floats every norm and gate is computed in (bfloat16 has the same range): an epsilon or a cap outside
@@ -73,6 +74,9 @@ class ModelConfig:
             `rc_equivariant` and, when set, as the default of `biolm.models.rc.conjoin`.
         ffn_activation: the gate activation of the gated feed-forward: "silu" (SwiGLU, biolm's
             default) or "gelu" (exact, erf-based: the xlstm package's sLSTM blocks).
+        final_norm: the norm before the output projection: "layer" (LayerNorm without bias, biolm's
+            default) or "rms" (RMSNorm, as xLSTM-7B / transformers' xLSTM).
+        logit_soft_cap: logits pass through `cap * tanh(x / cap)` (xLSTM-7B: 30); 0 disables the cap.
         unused_ids: token ids the model never predicts: their logits are -inf. A converted published
             model's tokenizer has biolm tokens its reference lacks (e.g. `<sep>`); without this they
             would take probability from the reference's own tokens.
@@ -99,6 +103,8 @@ class ModelConfig:
     gate_soft_cap: float = 15.0
     complement: list[int] | None = None
     ffn_activation: str = "silu"
+    final_norm: str = "layer"
+    logit_soft_cap: float = 0.0
     unused_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
@@ -121,6 +127,15 @@ class ModelConfig:
             raise ConfigError(
                 f"model.ffn_activation must be one of {', '.join(FFN_ACTIVATIONS)}; "
                 f"got {self.ffn_activation!r}"
+            )
+        if self.final_norm not in FINAL_NORMS:
+            raise ConfigError(
+                f"model.final_norm must be one of {', '.join(FINAL_NORMS)}; got {self.final_norm!r}"
+            )
+        if self.logit_soft_cap != 0 and not _FLOAT32_TINY <= self.logit_soft_cap <= _FLOAT32_MAX:
+            raise ConfigError(
+                f"model.logit_soft_cap must be 0 (no cap) or a positive number float32 can hold, got "
+                f"{self.logit_soft_cap}"
             )
         if self.backend not in KERNEL_BACKENDS:
             raise ConfigError(

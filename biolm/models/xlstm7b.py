@@ -19,7 +19,8 @@ Same structure and parameter count as `xLSTMLarge`'s `mLSTMBlock` with `use_bias
 - The SwiGLU's gate and value projections are one fused weight (`GatedFeedForward`), as in biolm's
   other blocks; xLSTMLarge keeps two (same parameter count).
 - Model level, not this block: xLSTMLarge ends in an RMSNorm and soft-caps the logits at 30; biolm's
-  backbone uses a LayerNorm without bias (same parameter count) and no logit cap, and ties the
+  backbone does so with `final_norm="rms"` and `logit_soft_cap=30` (a converted xLSTM-7B has both),
+  and by default uses a LayerNorm without bias (same parameter count), no cap, and ties the
   embedding to the head unless `tie_embeddings=False`.
 """
 

@@ -111,3 +111,78 @@ def slstm_block(prefix: str, d: int, heads: int, ffn: int, kernel: int = 4, layo
         f"{p}ffn.proj_up.weight": rand(2 * ffn, d),
         f"{p}ffn.proj_down.weight": rand(d, ffn),
     }
+
+
+def write_transformers_checkpoint(
+    path: Path, *, d: int = 32, heads: int = 2, layers: int = 2, vocab=None, shards: int = 1, **config
+) -> Path:
+    """A transformers xLSTM `save_pretrained`-style directory (config.json, safetensors, optionally
+    sharded with an index, a WordLevel tokenizer.json) of random weights."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g) * 0.2
+
+    ffn, qk = 64, d // 2
+    state = {
+        "backbone.embeddings.weight": rand(31, d),
+        "backbone.out_norm.weight": 1 + rand(d),
+        "lm_head.weight": rand(31, d),
+    }
+    for i in range(layers):
+        p = f"backbone.blocks.{i}."
+        state.update(
+            {
+                p + "norm_mlstm.weight": 1 + rand(d),
+                p + "norm_ffn.weight": 1 + rand(d),
+                p + "ffn.proj_up_gate.weight": rand(ffn, d),
+                p + "ffn.proj_up.weight": rand(ffn, d),
+                p + "ffn.proj_down.weight": rand(d, ffn),
+                p + "mlstm_layer.q.weight": rand(qk, d),
+                p + "mlstm_layer.k.weight": rand(qk, d),
+                p + "mlstm_layer.v.weight": rand(d, d),
+                p + "mlstm_layer.ogate_preact.weight": rand(d, d),
+                p + "mlstm_layer.igate_preact.weight": rand(heads, d),
+                p + "mlstm_layer.igate_preact.bias": rand(heads),
+                p + "mlstm_layer.fgate_preact.weight": rand(heads, d),
+                p + "mlstm_layer.fgate_preact.bias": 3 + rand(heads),
+                p + "mlstm_layer.multihead_norm.weight": 1 + rand(d),
+                p + "mlstm_layer.out_proj.weight": rand(d, d),
+            }
+        )
+    settings = {
+        "model_type": "xlstm",
+        "hidden_size": d,
+        "num_heads": heads,
+        "num_hidden_layers": layers,
+        "qk_dim_factor": 0.5,
+        "v_dim_factor": 1.0,
+        "gate_soft_cap": 15.0,
+        "output_logit_soft_cap": 30.0,
+        "norm_eps": 1e-6,
+        "use_bias": False,
+        "weight_mode": "single",
+        "add_out_norm": True,
+        "tie_word_embeddings": False,
+        "vocab_size": 31,
+    }
+    settings.update(config)
+    (path / "config.json").write_text(json.dumps(settings))
+    names = sorted(state)
+    if shards == 1:
+        save_file(state, path / "model.safetensors")
+    else:
+        weight_map = {}
+        for s in range(shards):
+            part = names[s::shards]
+            file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+            save_file({n: state[n].contiguous() for n in part}, path / file)
+            weight_map.update(dict.fromkeys(part, file))
+        (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    if vocab is not None:
+        tokenizer = {"model": {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(vocab)}}}
+        (path / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return path

@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import biolm
 from biolm.cli.main import main
@@ -176,4 +177,28 @@ def test_slstm_cells_of_either_layout_give_the_same_model(tmp_path, backend):
     tail = model(ids[:, 3:], state=head.state)
     torch.testing.assert_close(
         torch.cat([head.logits, tail.logits], 1), model(ids).logits, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_sharded_transformers_xlstm_converts_by_its_tokens(tmp_path, capsys):
+    from biolm.tokenizers import ProteinTokenizer
+    from tests.convert.helpers import write_transformers_checkpoint
+
+    protein = ProteinTokenizer().tokens
+    whole = write_transformers_checkpoint(tmp_path / "whole", vocab=protein)
+    sharded = write_transformers_checkpoint(tmp_path / "sharded", vocab=protein, shards=3)
+    # Its tokenizer.json lists the protein tokenizer's tokens: no --tokenizer needed.
+    a, b = biolm.load(convert(whole, tmp_path / "a")), biolm.load(convert(sharded, tmp_path / "b"))
+    assert a.config.final_norm == "rms" and a.config.logit_soft_cap == 30.0 and a.config.pattern == "x"
+    ids = torch.tensor([[1, 6, 7, 8, 9]])
+    torch.testing.assert_close(a(ids).logits, b(ids).logits)
+    # The same weights with the vocabulary in another order: rows follow the token strings.
+    shuffled = write_transformers_checkpoint(tmp_path / "shuffled", vocab=[*protein[6:], *protein[:6]])
+    c = biolm.load(convert(shuffled, tmp_path / "c", tokenizer="protein"))
+    state = load_file(shuffled / "model.safetensors")
+    torch.testing.assert_close(c.embedding.weight[6], state["backbone.embeddings.weight"][0])
+    assert "--tokenizer" in _error(capsys, ["convert", str(shuffled), "-o", str(tmp_path / "d")])
+    biased = write_transformers_checkpoint(tmp_path / "biased", vocab=protein, use_bias=True)
+    assert "use_bias True; biolm converts use_bias False only" in _error(
+        capsys, ["convert", str(biased), "-o", str(tmp_path / "e")]
     )

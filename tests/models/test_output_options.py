@@ -1,5 +1,5 @@
-"""`ModelConfig.unused_ids`: ids a model never predicts get -inf logits, in every forward path, and
-survive save/load."""
+"""The model's output options that converted models need: `unused_ids` (ids never predicted: -inf
+logits in every forward path, kept by save/load), `logit_soft_cap` and the RMS `final_norm`."""
 
 from __future__ import annotations
 
@@ -42,3 +42,29 @@ def test_rc_equivariant_models_mask_too():
 def test_bad_unused_ids_are_refused(bad):
     with pytest.raises(ConfigError, match="unused_ids"):
         _model(unused_ids=bad)
+
+
+def test_logit_soft_cap_and_rms_final_norm():
+    capped = _model(logit_soft_cap=2.0, final_norm="rms")
+    plain = _model(final_norm="rms")
+    plain.load_state_dict(capped.state_dict())
+    with torch.no_grad():
+        capped.lm_head.weight.mul_(50)  # logits far beyond the cap
+        plain.lm_head.weight.copy_(capped.lm_head.weight)
+    ids = torch.tensor([[1, 6, 7, 8]])
+    raw = plain(ids).logits
+    torch.testing.assert_close(capped(ids).logits, 2.0 * torch.tanh(raw / 2.0))
+    assert capped(ids).logits.abs().max() <= 2.0 < raw.abs().max()
+    x = torch.randn(2, 3, 16)
+    norm = capped.final_norm
+    expected = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * norm.weight
+    torch.testing.assert_close(norm(x), expected)
+
+
+@pytest.mark.parametrize(
+    ("setting", "match"),
+    [({"final_norm": "batch"}, "final_norm"), ({"logit_soft_cap": -1.0}, "logit_soft_cap")],
+)
+def test_bad_output_settings_are_refused(setting, match):
+    with pytest.raises(ConfigError, match=match):
+        _model(**setting)
