@@ -14,7 +14,9 @@ eval, info). The format is told by the checkpoint's files:
                 blocks; give --tokenizer, the biolm tokenizer its ids are
   transformers  config.json (model_type xlstm) + model.safetensors (or shards): xLSTMForCausalLM,
                 the xLSTM-7B design; its tokenizer.json tells the biolm tokenizer, else --tokenizer
-Recognised, not converted yet: Prot-xLSTM, DNA-xLSTM.
+  Prot-xLSTM    config.json + pytorch_model.bin (ml-jku/Prot-xLSTM): RoPE'd mLSTM blocks, its 38 ids
+                on biolm's protein tokenizer with five FIM sentinels (<cls> is <bos>)
+Recognised, not converted yet: DNA-xLSTM.
 
 The checkpoint is read as data: pickles through torch's weights-only unpickler (a pickle that asks
 for code is refused), never imported or run. Nothing is written unless the conversion succeeds; an

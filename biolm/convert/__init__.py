@@ -42,7 +42,7 @@ def _has(*names: str) -> Callable[[Path], bool]:
 
 
 def _formats() -> list[Format]:
-    from biolm.convert import chem_xlstm, transformers_xlstm, xlstm1
+    from biolm.convert import chem_xlstm, prot_xlstm, transformers_xlstm, xlstm1
 
     return [
         Format(chem_xlstm.NAME, "init_arguments.json + model.pt", chem_xlstm.detect, chem_xlstm.read),
@@ -53,9 +53,7 @@ def _formats() -> list[Format]:
             transformers_xlstm.detect,
             transformers_xlstm.read,
         ),
-        Format(
-            "Prot-xLSTM", "config.json + pytorch_model.bin", _has("config.json", "pytorch_model.bin"), None
-        ),
+        Format(prot_xlstm.NAME, "config.json + pytorch_model.bin", prot_xlstm.detect, prot_xlstm.read),
         Format("DNA-xLSTM", "model_config.json + checkpoints/**/*.ckpt", _has("model_config.json"), None),
     ]
 

@@ -211,6 +211,27 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, rows: int | None
     return _BlockedRMSNorm.apply(flat, weight, eps, rows).view(x.shape)
 
 
+def rotate_pairs(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotary position embedding over the last axis, adjacent channel pairs (0, 1), (2, 3), ...: pair j
+    of a token at position p turns by the angle `p * base ** (-2j / W)` (Prot-xLSTM's `rot_1d`).
+
+    Args:
+        x: [B, S, W], W even.
+        positions: [B, S] or [S] integer positions.
+
+    Returns:
+        [B, S, W] in the dtype of x.
+    """
+    width = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, width, 2, device=x.device, dtype=torch.float64) / width)
+    angle = positions.to(device=x.device, dtype=torch.float64)[..., None] * inv_freq  # float64: exact
+    dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    cos, sin = angle.cos().to(dt), angle.sin().to(dt)
+    real, imag = x.to(dt).unflatten(-1, (width // 2, 2)).unbind(-1)
+    turned = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
+    return turned.flatten(-2).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     """`torch.nn.RMSNorm` (weight only, same parameter name) computed by :func:`rms_norm`."""
 

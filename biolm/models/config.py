@@ -21,6 +21,7 @@ _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 FFN_ACTIVATIONS = ("silu", "gelu")
 FINAL_NORMS = ("layer", "rms")
+ROPE_MODES = ("none", "inner")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
 _COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
 # Floats every norm and gate is computed in (bfloat16 has the same range): an epsilon or a cap outside
@@ -74,6 +75,12 @@ class ModelConfig:
             `rc_equivariant` and, when set, as the default of `biolm.models.rc.conjoin`.
         ffn_activation: the gate activation of the gated feed-forward: "silu" (SwiGLU, biolm's
             default) or "gelu" (exact, erf-based: the xlstm package's sLSTM blocks).
+        rope: rotary position embedding inside the `m` blocks: "none" (biolm's default: the recurrence
+            orders positions) or "inner" (Prot-xLSTM's `rot_1d`: q and k rotated after their
+            projections, over the whole inner width, adjacent channel pairs, before the gates read
+            them). Positions are `position_ids` (e.g. restarting per member), else 0, 1, 2, ...
+            continuing from the state.
+        rope_base: the RoPE base frequency theta (Prot-xLSTM: 5e5).
         final_norm: the norm before the output projection: "layer" (LayerNorm without bias, biolm's
             default) or "rms" (RMSNorm, as xLSTM-7B / transformers' xLSTM).
         logit_soft_cap: logits pass through `cap * tanh(x / cap)` (xLSTM-7B: 30); 0 disables the cap.
@@ -103,6 +110,8 @@ class ModelConfig:
     gate_soft_cap: float = 15.0
     complement: list[int] | None = None
     ffn_activation: str = "silu"
+    rope: str = "none"
+    rope_base: float = 10000.0
     final_norm: str = "layer"
     logit_soft_cap: float = 0.0
     unused_ids: list[int] | None = None
@@ -127,6 +136,16 @@ class ModelConfig:
             raise ConfigError(
                 f"model.ffn_activation must be one of {', '.join(FFN_ACTIVATIONS)}; "
                 f"got {self.ffn_activation!r}"
+            )
+        if self.rope not in ROPE_MODES:
+            raise ConfigError(f"model.rope must be one of {', '.join(ROPE_MODES)}; got {self.rope!r}")
+        if not 1 < self.rope_base <= _FLOAT32_MAX:
+            raise ConfigError(f"model.rope_base must be a number above 1, got {self.rope_base}")
+        if self.rope != "none" and self.stateless:
+            raise ConfigError("model.rope is not supported with bidirectional or RC-equivariant models yet")
+        if self.rope != "none" and self.inner_dim % 2:
+            raise ConfigError(
+                f"model.rope rotates channel pairs: the mLSTM width {self.inner_dim} must be even"
             )
         if self.final_norm not in FINAL_NORMS:
             raise ConfigError(

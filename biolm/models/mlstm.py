@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from biolm.kernels.mlstm import MLSTMState, mlstm, mlstm_step
+from biolm.kernels.varlen import segment_positions
 from biolm.models.bidirectional import run_mixer
-from biolm.models.common import CausalConv1d, MultiHeadNorm
+from biolm.models.common import CausalConv1d, MultiHeadNorm, rotate_pairs
 from biolm.models.config import ModelConfig
 
 
@@ -61,10 +62,12 @@ class BlockDiagonalLinear(nn.Module):
 
 
 class MLSTMBlockState(NamedTuple):
-    """Recurrent state of one mLSTM block: the convolution's input tail and the mLSTM memory."""
+    """Recurrent state of one mLSTM block: the convolution's input tail and the mLSTM memory (and, with
+    RoPE, the position of the next token)."""
 
     conv: torch.Tensor  # [B, K-1, inner]
     cell: MLSTMState  # C [B, H, Dh, Dh], n [B, H, Dh], m [B, H]
+    position: torch.Tensor | None = None  # [B] int64, with config.rope only
 
 
 class MLSTMLayer(nn.Module):
@@ -82,6 +85,7 @@ class MLSTMLayer(nn.Module):
         self.head_dim = inner // heads
         self.chunk_size = config.chunk_size
         self.backend = config.backend
+        self.rope, self.rope_base = config.rope, config.rope_base
 
         self.proj_up = nn.Linear(d, 2 * inner, bias=False)
         self.conv = CausalConv1d(inner, config.conv_kernel)
@@ -127,7 +131,8 @@ class MLSTMLayer(nn.Module):
             n=torch.zeros(batch_size, heads, dh, device=device),
             m=torch.zeros(batch_size, heads, device=device),
         )
-        return MLSTMBlockState(self.conv.init_state(batch_size, device, dtype), cell)
+        position = torch.zeros(batch_size, dtype=torch.long, device=device) if self.rope != "none" else None
+        return MLSTMBlockState(self.conv.init_state(batch_size, device, dtype), cell, position)
 
     def forward(
         self,
@@ -143,7 +148,9 @@ class MLSTMLayer(nn.Module):
             state: from a previous call, or None to start fresh.
             cu_seqlens: optional [N + 1] offsets of documents packed into one row (B = 1); each document
                 starts from a fresh state. Not allowed together with `state`.
-            position_ids: [B, S] or None; unused, the recurrence itself orders positions.
+            position_ids: [B, S] or None; used with `config.rope` only (the recurrence itself orders
+                positions): None means 0, 1, 2, ... from the state's position (from each document's
+                start with `cu_seqlens`).
 
         Returns:
             [B, S, d] and the new state (None with `cu_seqlens`).
@@ -155,6 +162,12 @@ class MLSTMLayer(nn.Module):
         x_conv, conv_state = self.conv(x_m, None if state is None else state.conv, cu_seqlens)
         x_conv = F.silu(x_conv)
         q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x_m)
+        next_position = None
+        if self.rope != "none":
+            positions = self._positions(position_ids, state, cu_seqlens, B, S, x.device)
+            # The gates read the rotated q and k (Prot-xLSTM's rot_1d).
+            q, k = rotate_pairs(q, positions, self.rope_base), rotate_pairs(k, positions, self.rope_base)
+            next_position = positions.expand(B, S)[:, -1] + 1
         i, f = self._gates(q, k, v)  # [B, S, H]
 
         split = (self.num_heads, self.head_dim)
@@ -162,8 +175,27 @@ class MLSTMLayer(nn.Module):
         cell = None if state is None else state.cell
         h, cell = run_mlstm(q, k, v, i, f, cell, cu_seqlens, self.chunk_size, self.backend)
         out = (self.norm(h) + self.skip * x_conv) * F.silu(z)
-        new_state = None if cu_seqlens is not None else MLSTMBlockState(conv_state, cell)
+        new_state = None if cu_seqlens is not None else MLSTMBlockState(conv_state, cell, next_position)
         return self.proj_down(out), new_state
+
+    @staticmethod
+    def _positions(
+        position_ids: torch.Tensor | None,
+        state: MLSTMBlockState | None,
+        cu_seqlens: torch.Tensor | None,
+        batch: int,
+        seq: int,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """[B, S] (or [S]) RoPE positions: the given ones, else counting on from the state."""
+        if position_ids is not None:
+            return position_ids
+        if cu_seqlens is not None:
+            return segment_positions(cu_seqlens, batch, seq)[1]
+        start = torch.zeros(batch, dtype=torch.long, device=device)
+        if state is not None and state.position is not None:
+            start = state.position
+        return start[:, None] + torch.arange(seq, device=device)
 
 
 class MLSTMBlock(nn.Module):

@@ -202,3 +202,44 @@ def test_a_sharded_transformers_xlstm_converts_by_its_tokens(tmp_path, capsys):
     assert "use_bias True; biolm converts use_bias False only" in _error(
         capsys, ["convert", str(biased), "-o", str(tmp_path / "e")]
     )
+
+
+def test_a_prot_xlstm_checkpoint_keeps_its_token_meaning(tmp_path):
+    from biolm.convert.prot_xlstm import VOCABULARY
+    from tests.convert.helpers import mlstm_block
+
+    source = tmp_path / "prot"
+    source.mkdir()
+    config = {
+        "mlstm_block": {"mlstm": {"num_heads": 2}},
+        "num_blocks": 1,
+        "embedding_dim": 16,
+        "vocab_size": 38,
+        "tie_weights": False,
+        "position_embeddings": "rot_1d",
+        "rope_base_frequency": 500000,
+    }
+    (source / "config.json").write_text(json.dumps(config))
+    state = {f"backbone.{k}": v for k, v in mlstm_block("xlstm_block_stack.blocks.0.", 16, 2, 32).items()}
+    state["backbone.xlstm_block_stack.post_blocks_norm.weight"] = torch.zeros(16)
+    state["backbone.token_embedding.weight"] = torch.randn(38, 16)
+    state["backbone.lm_head.weight"] = torch.randn(38, 16)
+    torch.save(state, source / "pytorch_model.bin")
+    model = biolm.load(convert(source, tmp_path / "m"))
+    tok = model.tokenizer
+    assert model.config.rope == "inner" and model.config.rope_base == 500000.0
+    assert tok.token_to_id("<cls>") == tok.bos_id and tok.token_to_id("<mask-3>") == tok.token_to_id(
+        "<fim_3>"
+    )
+    for ref_id, token in enumerate(VOCABULARY):
+        if token in (".", "-", "<null_1>"):
+            continue  # no biolm token: their rows are left out
+        torch.testing.assert_close(
+            model.embedding.weight[tok.token_to_id(token)], state["backbone.token_embedding.weight"][ref_id]
+        )
+    config["position_embeddings"] = "abs_2d"
+    (source / "config.json").write_text(json.dumps(config))
+    from biolm.errors import InputError
+
+    with pytest.raises(InputError, match="position_embeddings 'abs_2d'"):
+        convert(source, tmp_path / "m2")

@@ -22,7 +22,7 @@ from biolm.cli.main import main
 
 INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
 CASES = sorted(p.name for p in INTEROP.iterdir() if (p / "case.json").is_file()) if INTEROP.is_dir() else []
-CONVERTED = {"chem_chembl", "xlstm1_mixed", "hf_xlstm7b"}
+CONVERTED = {"chem_chembl", "xlstm1_mixed", "hf_xlstm7b", "prot_plain", "prot_icl"}
 ROLES = {
     "[PAD]": "<pad>",
     "[MASK]": "<mask>",

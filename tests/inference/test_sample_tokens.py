@@ -315,6 +315,8 @@ def _assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
 
 
 def _tensors(state) -> list[torch.Tensor]:
+    if state is None:  # e.g. an mLSTM block's position without RoPE
+        return []
     if isinstance(state, torch.Tensor):
         return [state]
     return [t for s in state for t in _tensors(s)]
