@@ -16,7 +16,8 @@ eval, info). The format is told by the checkpoint's files:
                 the xLSTM-7B design; its tokenizer.json tells the biolm tokenizer, else --tokenizer
   Prot-xLSTM    config.json + pytorch_model.bin (ml-jku/Prot-xLSTM): RoPE'd mLSTM blocks, its 38 ids
                 on biolm's protein tokenizer with five FIM sentinels (<cls> is <bos>)
-Recognised, not converted yet: DNA-xLSTM.
+  DNA-xLSTM     model_config.json + checkpoints/**/*.ckpt (ml-jku/DNA-xLSTM; SRC may be the .ckpt);
+                PS (rcps) models are refused: the reference's are not RC-equivariant
 
 The checkpoint is read as data: pickles through torch's weights-only unpickler (a pickle that asks
 for code is refused), never imported or run. Nothing is written unless the conversion succeeds; an

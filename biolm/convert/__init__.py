@@ -37,12 +37,8 @@ class Format:
     read: Callable | None
 
 
-def _has(*names: str) -> Callable[[Path], bool]:
-    return lambda source: source.is_dir() and all((source / name).exists() for name in names)
-
-
 def _formats() -> list[Format]:
-    from biolm.convert import chem_xlstm, prot_xlstm, transformers_xlstm, xlstm1
+    from biolm.convert import chem_xlstm, dna_xlstm, prot_xlstm, transformers_xlstm, xlstm1
 
     return [
         Format(chem_xlstm.NAME, "init_arguments.json + model.pt", chem_xlstm.detect, chem_xlstm.read),
@@ -54,7 +50,7 @@ def _formats() -> list[Format]:
             transformers_xlstm.read,
         ),
         Format(prot_xlstm.NAME, "config.json + pytorch_model.bin", prot_xlstm.detect, prot_xlstm.read),
-        Format("DNA-xLSTM", "model_config.json + checkpoints/**/*.ckpt", _has("model_config.json"), None),
+        Format(dna_xlstm.NAME, "model_config.json + checkpoints/**/*.ckpt", dna_xlstm.detect, dna_xlstm.read),
     ]
 
 

@@ -55,11 +55,6 @@ def build_model(
             f"{source}: an mLSTM width of {inner} that biolm's heads and blocks "
             f"({config.num_heads} x {config.qkv_block_size}) do not divide"
         )
-    if "s" in config.block_types() and config.ffn_dim != round(config.ffn_factor * config.d_model):
-        raise InputError(
-            f"{source}: a feed-forward {round(config.ffn_factor * config.d_model)} wide; biolm's is a "
-            "multiple of 64"
-        )
     model = BioLM(config)
     weights = dict(stack.weights)
     weights["embedding.weight"] = moved_rows(embedding.float(), mapping, vocab_size)

@@ -91,6 +91,7 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
         "qk_dim_factor": float(config.get("qk_dim_factor", 0.5)),
         "v_dim_factor": float(config.get("v_dim_factor", 1.0)),
         "ffn_factor": ffn / d,
+        "ffn_multiple": 1,  # the checkpoint's width as it is
         "gate_soft_cap": float(config.get("gate_soft_cap") or 0.0),
         "logit_soft_cap": float(config.get("output_logit_soft_cap") or 0.0),
         "final_norm": "rms",

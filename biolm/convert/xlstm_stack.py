@@ -45,6 +45,12 @@ MLSTM_BLOCK = {
     "layer.norm.weight": ("xlstm.mlstm_cell.outnorm.weight", "+1"),
     "layer.proj_down.weight": ("xlstm.proj_down.weight", ""),
 }
+# The projection biases of an mLSTM block with `bias: true` (DNA-xLSTM's m_bias): biolm's
+# `projection_bias`.
+MLSTM_BIASES = {
+    f"layer.{name}.bias": (f"xlstm.{name}.bias", "")
+    for name in ("proj_up", "q_proj", "k_proj", "v_proj", "proj_down")
+}
 # The parameters of an xlstm sLSTM block (the gates and the cell are rearranged in `_slstm_weights`).
 SLSTM_BLOCK_KEYS = {
     "xlstm_norm.weight",
@@ -105,7 +111,7 @@ def read_stack(
     if not blocks or sorted(blocks) != list(range(len(blocks))):
         raise InputError(f"{source}: no blocks numbered 0..n-1 under {prefix}blocks")
     weights: dict[str, torch.Tensor] = {}
-    pattern, heads, ffn_dims = "", set(), set()
+    pattern, heads, ffn_dims, biases = "", set(), set(), set()
     for index in range(len(blocks)):
         params = {name: value.float() for name, value in blocks[index].items()}
         where = f"{prefix}blocks.{index}."
@@ -115,15 +121,21 @@ def read_stack(
             pattern += "s"
             ffn_dims.add(block["ffn.proj_down.weight"].shape[1])
         else:
-            _check_keys(params, {name for name, _ in MLSTM_BLOCK.values()}, where, source, "mLSTM")
+            names = dict(MLSTM_BLOCK)
+            has_bias = any(ref in params for ref, _ in MLSTM_BIASES.values())
+            if has_bias:
+                names.update(MLSTM_BIASES)
+            biases.add(has_bias)
+            _check_keys(params, {ref for ref, _ in names.values()}, where, source, "mLSTM")
             block = {
-                name: params[ref] + 1 if op == "+1" else params[ref]
-                for name, (ref, op) in MLSTM_BLOCK.items()
+                name: params[ref] + 1 if op == "+1" else params[ref] for name, (ref, op) in names.items()
             }
             head_count = block["layer.igate.weight"].shape[0]
             pattern += "m"
         heads.add(head_count)
         weights.update({f"blocks.{index}.{name}": value for name, value in block.items()})
+    if len(biases) > 1:
+        raise InputError(f"{source}: mLSTM blocks with and without projection biases; biolm's share one")
     if len(heads) > 1:
         raise InputError(f"{source}: blocks with {sorted(heads)} heads; biolm's blocks share one head count")
     final = state.get(prefix + "post_blocks_norm.weight")
@@ -138,6 +150,7 @@ def read_stack(
         "num_heads": heads.pop(),
         "norm_eps": 1e-5,  # the xlstm package's LayerNorm and MultiHeadLayerNorm
         "tie_embeddings": False,
+        "projection_bias": biases == {True},
     }
     first_m = next((i for i, letter in enumerate(pattern) if letter == "m"), None)
     if first_m is not None:
@@ -149,6 +162,7 @@ def read_stack(
         if len(ffn_dims) > 1:
             raise InputError(f"{source}: sLSTM feed-forwards of widths {sorted(ffn_dims)}; biolm's share one")
         settings["ffn_factor"] = ffn_dims.pop() / d_model
+        settings["ffn_multiple"] = 1  # the checkpoint's width as it is
         settings["ffn_activation"] = ffn_activation
         kernels = {
             weights[f"blocks.{i}.mixer.conv.weight"].shape[-1] for i, c in enumerate(pattern) if c == "s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from biolm.kernels.varlen import segment_offsets
-from biolm.models.bidirectional import flip_sequence
+from biolm.models.bidirectional import bidirectional_mix, flip_sequence
 from biolm.models.common import RMSNorm
 from biolm.models.config import ModelConfig
 from biolm.models.rc import rc_equivariant_forward
@@ -62,6 +63,10 @@ class BioLM(nn.Module):
         self.config = config
         # Blocks, embedding, norm and head work at half width in RC mode, one half per strand.
         block_config = config.block_config()
+        # Whole blocks run over both directions here (`_run_blocks`), so each block itself is causal.
+        self.block_level = config.bidirectional and config.bidirectional_scope == "block"
+        if self.block_level:
+            block_config = dataclasses.replace(block_config, bidirectional=False)
         width = block_config.d_model
         self.embedding = nn.Embedding(config.vocab_size, width)
         self.blocks = nn.ModuleList(
@@ -178,7 +183,10 @@ class BioLM(nn.Module):
         if layers is not None:
             layers.append(x)
         for index, block in enumerate(self.blocks):
-            x, block_state = block(x, None if state is None else state[index], cu_seqlens, position_ids)
+            if self.block_level:
+                x, block_state = bidirectional_mix(block, x, cu_seqlens, position_ids), None
+            else:
+                x, block_state = block(x, None if state is None else state[index], cu_seqlens, position_ids)
             new_state.append(block_state)
             if layers is not None:
                 layers.append(x)

@@ -2,7 +2,9 @@
 
 Each block's sequence mixer (the mLSTM layer of an `m` block, the sLSTM / linear attention / attention
 of `s`, `a`, `t`) runs twice with the same weights, once over the sequence and once over its reverse,
-and the two outputs are summed position by position (Caduceus' BiMamba and DNA-xLSTM do the same):
+and the two outputs are summed position by position (as Caduceus' BiMamba does; DNA-xLSTM instead runs
+whole blocks, residual and feed-forward included, both ways: `ModelConfig.bidirectional_scope="block"`,
+done by the backbone with `bidirectional_mix` on each block):
 
     y = mixer(x) + flip(mixer(flip(x)))
 

@@ -21,9 +21,19 @@ _SPLIT_D_MODEL = {"s", "a", "t"}
 KERNEL_BACKENDS = ("auto", "torch", "triton", "reference")
 FFN_ACTIVATIONS = ("silu", "gelu")
 FINAL_NORMS = ("layer", "rms")
-ROPE_MODES = ("none", "inner")
+ROPE_MODES = ("none", "inner", "head")
+BIDIRECTIONAL_SCOPES = ("mixer", "block")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
-_COUNTS = ("vocab_size", "d_model", "n_layers", "num_heads", "qkv_block_size", "conv_kernel", "chunk_size")
+_COUNTS = (
+    "vocab_size",
+    "d_model",
+    "n_layers",
+    "num_heads",
+    "qkv_block_size",
+    "conv_kernel",
+    "chunk_size",
+    "ffn_multiple",
+)
 # Floats every norm and gate is computed in (bfloat16 has the same range): an epsilon or a cap outside
 # [_FLOAT32_TINY, _FLOAT32_MAX] becomes 0 or inf there, and the norm of a constant row (x / sqrt(0 + 0)),
 # or every capped gate (inf * tanh(x / inf) = inf * 0), NaN.
@@ -50,7 +60,7 @@ class ModelConfig:
             the xLSTM paper; this keeps the layer's parameter count close to the reference models.
         conv_kernel: width of the causal depthwise convolution in front of q and k (1 disables it).
         ffn_factor: the gated feed-forward of the s, a, t and x blocks has width `ffn_factor * d_model`,
-            rounded up to a multiple of 64 (xLSTM paper: 4/3 for sLSTM blocks; xLSTM-7B: 8/3).
+            rounded up to a multiple of `ffn_multiple` (xLSTM paper: 4/3 for sLSTM blocks; xLSTM-7B: 8/3).
         chunk_size: chunk length of the chunkwise mLSTM and linear-attention kernels.
         backend: kernel backend, "auto" | "torch" | "triton" | "reference".
         tie_embeddings: share the input embedding with the output projection.
@@ -78,8 +88,17 @@ class ModelConfig:
         rope: rotary position embedding inside the `m` blocks: "none" (biolm's default: the recurrence
             orders positions) or "inner" (Prot-xLSTM's `rot_1d`: q and k rotated after their
             projections, over the whole inner width, adjacent channel pairs, before the gates read
-            them). Positions are `position_ids` (e.g. restarting per member), else 0, 1, 2, ...
-            continuing from the state.
+            them) or "head" (DNA-xLSTM: q and k rotated per head, adjacent channel pairs of each head,
+            after the gates have read the unrotated q, k, v). Positions are `position_ids` (e.g.
+            restarting per member), else 0, 1, 2, ... continuing from the state.
+        bidirectional_scope: with `bidirectional`, what runs over both directions: "mixer" (biolm's
+            default: only each block's sequence mixer, `biolm.models.bidirectional`) or "block" (the
+            whole block, residual and feed-forward included, `block(x) + flip(block(flip(x)))`, as
+            DNA-xLSTM does).
+        ffn_multiple: the feed-forward width `ffn_factor * d_model` is rounded up to a multiple of this
+            (64; DNA-xLSTM's sLSTM blocks round to 8).
+        projection_bias: the `m` blocks' up, q/k/v and down projections have biases (DNA-xLSTM's
+            `m_bias`); biolm's own models have none.
         rope_base: the RoPE base frequency theta (Prot-xLSTM: 5e5).
         final_norm: the norm before the output projection: "layer" (LayerNorm without bias, biolm's
             default) or "rms" (RMSNorm, as xLSTM-7B / transformers' xLSTM).
@@ -112,6 +131,9 @@ class ModelConfig:
     ffn_activation: str = "silu"
     rope: str = "none"
     rope_base: float = 10000.0
+    projection_bias: bool = False
+    bidirectional_scope: str = "mixer"
+    ffn_multiple: int = 64
     final_norm: str = "layer"
     logit_soft_cap: float = 0.0
     unused_ids: list[int] | None = None
@@ -141,12 +163,18 @@ class ModelConfig:
             raise ConfigError(f"model.rope must be one of {', '.join(ROPE_MODES)}; got {self.rope!r}")
         if not 1 < self.rope_base <= _FLOAT32_MAX:
             raise ConfigError(f"model.rope_base must be a number above 1, got {self.rope_base}")
-        if self.rope != "none" and self.stateless:
-            raise ConfigError("model.rope is not supported with bidirectional or RC-equivariant models yet")
-        if self.rope != "none" and self.inner_dim % 2:
+        if self.rope != "none" and self.rc_equivariant:
+            raise ConfigError("model.rope is not supported with RC-equivariant models yet")
+        if self.bidirectional_scope not in BIDIRECTIONAL_SCOPES:
             raise ConfigError(
-                f"model.rope rotates channel pairs: the mLSTM width {self.inner_dim} must be even"
+                f"model.bidirectional_scope must be one of {', '.join(BIDIRECTIONAL_SCOPES)}; "
+                f"got {self.bidirectional_scope!r}"
             )
+        if self.bidirectional_scope == "block" and self.rc_equivariant:
+            raise ConfigError("model.bidirectional_scope block is not supported with rc_equivariant yet")
+        rotated = self.inner_dim // self.num_heads if self.rope == "head" else self.inner_dim
+        if self.rope != "none" and rotated % 2:
+            raise ConfigError(f"model.rope rotates channel pairs: the rotated width {rotated} must be even")
         if self.final_norm not in FINAL_NORMS:
             raise ConfigError(
                 f"model.final_norm must be one of {', '.join(FINAL_NORMS)}; got {self.final_norm!r}"
@@ -238,9 +266,10 @@ class ModelConfig:
 
     @property
     def ffn_dim(self) -> int:
-        """Width of the gated feed-forward: `ffn_factor * d_model`, rounded up to a multiple of 64."""
+        """Width of the gated feed-forward: `ffn_factor * d_model`, rounded up to a multiple of
+        `ffn_multiple`."""
         raw = int(round(self.ffn_factor * self.d_model))
-        return -(-raw // 64) * 64
+        return -(-raw // self.ffn_multiple) * self.ffn_multiple
 
     @property
     def inner_dim(self) -> int:

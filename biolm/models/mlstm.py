@@ -42,23 +42,25 @@ def run_mlstm(
 
 
 class BlockDiagonalLinear(nn.Module):
-    """Linear map whose weight is block-diagonal with square blocks (no bias).
+    """Linear map whose weight is block-diagonal with square blocks (a bias only if asked for).
 
     The xLSTM mLSTM layer projects q, k and v this way: it mixes only channels within a small block,
     which costs `dim * block_size` parameters instead of `dim**2`.
     """
 
-    def __init__(self, dim: int, block_size: int) -> None:
+    def __init__(self, dim: int, block_size: int, bias: bool = False) -> None:
         super().__init__()
         if dim % block_size:
             raise ValueError(f"dim {dim} is not a multiple of block_size {block_size}")
         self.block_size = block_size
         self.weight = nn.Parameter(torch.empty(dim // block_size, block_size, block_size))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
         nn.init.normal_(self.weight, std=(2 / (5 * block_size)) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blocks = x.unflatten(-1, (self.weight.shape[0], self.block_size))
-        return torch.einsum("...ni,noi->...no", blocks, self.weight).flatten(-2)
+        out = torch.einsum("...ni,noi->...no", blocks, self.weight).flatten(-2)
+        return out if self.bias is None else out + self.bias
 
 
 class MLSTMBlockState(NamedTuple):
@@ -87,16 +89,17 @@ class MLSTMLayer(nn.Module):
         self.backend = config.backend
         self.rope, self.rope_base = config.rope, config.rope_base
 
-        self.proj_up = nn.Linear(d, 2 * inner, bias=False)
+        bias = config.projection_bias
+        self.proj_up = nn.Linear(d, 2 * inner, bias=bias)
         self.conv = CausalConv1d(inner, config.conv_kernel)
-        self.q_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
-        self.k_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
-        self.v_proj = BlockDiagonalLinear(inner, config.qkv_block_size)
+        self.q_proj = BlockDiagonalLinear(inner, config.qkv_block_size, bias)
+        self.k_proj = BlockDiagonalLinear(inner, config.qkv_block_size, bias)
+        self.v_proj = BlockDiagonalLinear(inner, config.qkv_block_size, bias)
         self.igate = nn.Linear(3 * inner, heads)
         self.fgate = nn.Linear(3 * inner, heads)
         self.norm = MultiHeadNorm(heads, self.head_dim, config.norm_eps)
         self.skip = nn.Parameter(torch.ones(inner))
-        self.proj_down = nn.Linear(inner, d, bias=False)
+        self.proj_down = nn.Linear(inner, d, bias=bias)
         self._init_weights(config, layer_index)
 
     def _init_weights(self, config: ModelConfig, layer_index: int) -> None:
@@ -104,6 +107,9 @@ class MLSTMLayer(nn.Module):
         nn.init.normal_(self.proj_up.weight, std=(2 / (5 * d)) ** 0.5)
         # Scaled so that the residual stream's variance does not grow with depth (Wang init).
         nn.init.normal_(self.proj_down.weight, std=2 / config.n_layers / math.sqrt(d))
+        for linear in (self.proj_up, self.proj_down):
+            if linear.bias is not None:  # projection_bias: start at zero, as the reference does
+                nn.init.zeros_(linear.bias)
         # Gates start from their biases alone: forget gates open (sigmoid(3..6) ~ 0.95..0.998), with a
         # spread of time scales over heads; input gates near exp(0).
         nn.init.zeros_(self.igate.weight)
@@ -163,14 +169,20 @@ class MLSTMLayer(nn.Module):
         x_conv = F.silu(x_conv)
         q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x_m)
         next_position = None
-        if self.rope != "none":
-            positions = self._positions(position_ids, state, cu_seqlens, B, S, x.device)
-            # The gates read the rotated q and k (Prot-xLSTM's rot_1d).
-            q, k = rotate_pairs(q, positions, self.rope_base), rotate_pairs(k, positions, self.rope_base)
-            next_position = positions.expand(B, S)[:, -1] + 1
-        i, f = self._gates(q, k, v)  # [B, S, H]
-
         split = (self.num_heads, self.head_dim)
+        if self.rope == "none":
+            i, f = self._gates(q, k, v)  # [B, S, H]
+        else:
+            positions = self._positions(position_ids, state, cu_seqlens, B, S, x.device)
+            next_position = positions.expand(B, S)[:, -1] + 1
+            if self.rope == "inner":  # Prot-xLSTM's rot_1d: the gates read the rotated q and k
+                q, k = rotate_pairs(q, positions, self.rope_base), rotate_pairs(k, positions, self.rope_base)
+                i, f = self._gates(q, k, v)
+            else:  # "head", DNA-xLSTM's: the gates read the unrotated q, k, v; each head is rotated
+                i, f = self._gates(q, k, v)
+                per_head = positions[..., None]  # broadcast over heads
+                q = rotate_pairs(q.unflatten(-1, split), per_head, self.rope_base).flatten(-2)
+                k = rotate_pairs(k.unflatten(-1, split), per_head, self.rope_base).flatten(-2)
         q, k, v = q.unflatten(-1, split), k.unflatten(-1, split), v.unflatten(-1, split)
         cell = None if state is None else state.cell
         h, cell = run_mlstm(q, k, v, i, f, cell, cu_seqlens, self.chunk_size, self.backend)

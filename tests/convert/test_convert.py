@@ -94,9 +94,13 @@ def test_bad_checkpoints_are_one_line_and_write_nothing(chem_checkpoint, tmp_pat
     arguments.write_text("{not json")
     case(f"{arguments}: the Chem-xLSTM settings is not valid JSON")
     state = torch.load(weights, weights_only=True)
+    state["model.xlstm_block_stack.blocks.0.xlstm.extra.weight"] = torch.zeros(4)
+    torch.save(state, weights)
+    case("a parameter biolm's mLSTM block does not have: xlstm_block_stack.blocks.0.xlstm.extra.weight")
+    state = torch.load(weights, weights_only=True)
     state["model.xlstm_block_stack.blocks.0.xlstm.proj_up.bias"] = torch.zeros(64)
     torch.save(state, weights)
-    case("a projection bias (bias: true) biolm's mLSTM block does not have")
+    case("missing parameter xlstm_block_stack.blocks.0.xlstm.k_proj.bias")
 
 
 def test_unknown_formats_and_outputs_that_are_inputs(chem_checkpoint, tmp_path, capsys):
@@ -243,3 +247,63 @@ def test_a_prot_xlstm_checkpoint_keeps_its_token_meaning(tmp_path):
 
     with pytest.raises(InputError, match="position_embeddings 'abs_2d'"):
         convert(source, tmp_path / "m2")
+
+
+def _dna_run(path, **config):
+    """A DNA-xLSTM run directory: model_config.json and a Lightning-style checkpoint whose
+    hyper_parameters are an OmegaConf config (pickled, as Lightning writes it)."""
+    from omegaconf import OmegaConf
+
+    from tests.convert.helpers import mlstm_block
+
+    settings = {
+        "d_model": 16,
+        "n_layer": 1,
+        "vocab_size": 12,
+        "m_num_heads": 2,
+        "m_bias": True,
+        "m_position_embeddings": True,
+        "bidirectional": True,
+        "rcps": False,
+        "s_lstm_at": [],
+    }
+    settings.update(config)
+    (path / "checkpoints" / "test").mkdir(parents=True)
+    (path / "model_config.json").write_text(json.dumps({"config": settings}))
+    block = mlstm_block("model.backbone.xlstm_block_stack.blocks.0.", 16, 2, 32)
+    for name, size in (("proj_up", 64), ("q_proj", 32), ("k_proj", 32), ("v_proj", 32), ("proj_down", 16)):
+        block[f"model.backbone.xlstm_block_stack.blocks.0.xlstm.{name}.bias"] = torch.randn(size) * 0.1
+    block["model.backbone.xlstm_block_stack.post_blocks_norm.weight"] = torch.zeros(16)
+    block["model.backbone.token_embedding.weight"] = torch.randn(12, 16)
+    block["model.backbone.lm_head.weight"] = torch.randn(12, 16)
+    checkpoint = {
+        "state_dict": block,
+        "epoch": 0,
+        "hyper_parameters": OmegaConf.create({"model": {"config": settings}}),
+    }
+    torch.save(checkpoint, path / "checkpoints" / "test" / "loss.ckpt")
+    return path
+
+
+def test_a_dna_xlstm_run_converts_and_ps_models_are_refused(tmp_path, capsys):
+    run = _dna_run(tmp_path / "ph")
+    model = biolm.load(convert(run, tmp_path / "m"))
+    config = model.config
+    assert (config.rope, config.rope_base, config.projection_bias) == ("head", 500000.0, True)
+    assert config.bidirectional and config.bidirectional_scope == "block"
+    tok = model.tokenizer
+    assert tok.token_to_id("[SEP]") == tok.eos_id and tok.token_to_id("[MASK]") == tok.mask_id
+    assert torch.isneginf(
+        model(torch.tensor([[7, 8, 9]])).logits[..., tok.sep_id]
+    ).all()  # [CLS]/[RESERVED]: none
+    ps = _dna_run(tmp_path / "ps", rcps=True)
+    assert "rcps true: the reference's PS models are not reverse-complement equivariant" in _error(
+        capsys, ["convert", str(ps), "-o", str(tmp_path / "p")]
+    )
+    torch.save({"state_dict": {}}, run / "checkpoints" / "test" / "last.ckpt")
+    assert "several checkpoints" in _error(capsys, ["convert", str(run), "-o", str(tmp_path / "q")])
+    # A single checkpoint file may be given; a callback object in it is refused, never imported.
+    torch.save({"state_dict": {}, "callbacks": Opaque()}, run / "checkpoints" / "test" / "last.ckpt")
+    assert "asks for tests.convert.test_convert.Opaque" in _error(
+        capsys, ["convert", str(run / "checkpoints" / "test" / "last.ckpt"), "-o", str(tmp_path / "r")]
+    )

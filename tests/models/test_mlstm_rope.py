@@ -51,3 +51,59 @@ def test_packed_documents_equal_separate_ones():
     a, b = torch.randint(6, 11, (1, 7)), torch.randint(6, 11, (1, 5))
     packed = model(torch.cat([a, b], 1), cu_seqlens=torch.tensor([0, 7, 12])).logits
     torch.testing.assert_close(packed, torch.cat([model(a).logits, model(b).logits], 1))
+
+
+def test_head_rope_keeps_the_contracts_and_its_gates_read_the_unrotated_q_k():
+    model = _model_with(rope="head")
+    ids = torch.randint(6, 11, (2, 11))
+    whole = model(ids).logits
+    first = model(ids[:, :4])
+    torch.testing.assert_close(
+        torch.cat([first.logits, model(ids[:, 4:], state=first.state).logits], 1), whole
+    )
+    a, b = torch.randint(6, 11, (1, 6)), torch.randint(6, 11, (1, 5))
+    packed = model(torch.cat([a, b], 1), cu_seqlens=torch.tensor([0, 6, 11])).logits
+    torch.testing.assert_close(packed, torch.cat([model(a).logits, model(b).logits], 1))
+    # At position 0 nothing turns: the first token's output is that of the model without RoPE.
+    plain = _model_with(rope="none")
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(plain(ids[:, :1]).logits, model(ids[:, :1]).logits)
+
+
+def test_projection_biases_are_parameters_that_count():
+    with_bias = _model_with(projection_bias=True)
+    names = {
+        n for n, _ in with_bias.named_parameters() if n.startswith("blocks.0.layer.") and n.endswith(".bias")
+    }
+    assert {
+        f"blocks.0.layer.{p}.bias" for p in ("proj_up", "q_proj", "k_proj", "v_proj", "proj_down")
+    } <= names
+    plain = _model_with(projection_bias=False)
+    plain.load_state_dict(with_bias.state_dict(), strict=False)
+    ids = torch.randint(6, 11, (1, 7))
+    torch.testing.assert_close(plain(ids).logits, with_bias(ids).logits)  # zero biases: the same model
+    with torch.no_grad():
+        with_bias.blocks[0].layer.q_proj.bias.fill_(0.5)
+    assert not torch.allclose(plain(ids).logits, with_bias(ids).logits)
+
+
+def test_block_scope_bidirectionality_runs_whole_blocks_both_ways():
+    model = _model_with(rope="none", bidirectional=True, bidirectional_scope="block", pattern="ms")
+    causal = _model_with(rope="none", pattern="ms")
+    causal.load_state_dict(model.state_dict())
+    ids = torch.randint(6, 11, (2, 9))
+    x = model.embedding(ids)
+    for block in causal.blocks:
+        x = block(x)[0] + block(x.flip(1))[0].flip(1)
+    torch.testing.assert_close(model(ids).logits, causal.lm_head(causal.final_norm(x)))
+
+
+def test_ffn_multiple_sets_the_feed_forward_rounding():
+    assert ModelConfig(d_model=80, ffn_factor=1.1, ffn_multiple=8, pattern="s", num_heads=4).ffn_dim == 88
+    assert ModelConfig(d_model=80, ffn_factor=1.1, pattern="s", num_heads=4).ffn_dim == 128
+
+
+def _model_with(**kwargs) -> BioLM:
+    torch.manual_seed(0)
+    settings = {"vocab_size": 11, "d_model": 16, "n_layers": 2, "num_heads": 2, "rope_base": 500.0, **kwargs}
+    return BioLM(ModelConfig(**settings)).double().eval()
