@@ -19,7 +19,7 @@ ALLOWED = {
     "models": {"kernels", "tokenizers", "io"},
     "data": {"io", "tokenizers"},
     "domains": {"io", "tokenizers", "data"},
-    "convert": {"io", "tokenizers", "models", "kernels"},
+    "convert": {"io", "tokenizers", "data", "models", "kernels"},
     "tasks": {"io", "tokenizers", "data", "domains", "models", "kernels", "configs"},
     "inference": {"io", "tokenizers", "data", "domains", "models", "kernels"},
     "evaluation": {

@@ -18,6 +18,7 @@ from biolm.convert.build import build_model
 from biolm.convert.checkpoint import load_torch, read_json
 from biolm.convert.vocabulary import id_map
 from biolm.convert.xlstm_stack import read_stack
+from biolm.data.layout import layout_spec
 from biolm.errors import InputError
 from biolm.models import BioLM
 from biolm.tokenizers import ProteinTokenizer, Tokenizer
@@ -80,6 +81,7 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
     tokenizer = ProteinTokenizer(fim_sentinels=sentinels)
     aliases = {"<cls>": "<bos>", **{f"<mask-{k}>": f"<fim_{k}>" for k in range(1, sentinels + 1)}}
     tokenizer._set_aliases(aliases)
-    return build_model(
-        stack, tokenizer, id_map(tokenizer, VOCABULARY), embedding, head, weights_path
-    ), tokenizer
+    model = build_model(stack, tokenizer, id_map(tokenizer, VOCABULARY), embedding, head, weights_path)
+    # Its in-context layout: every member opened by <cls> (biolm's <bos>), positions restarting there.
+    model.layout_spec = layout_spec("<cls>", "<cls>", "<eos>", restart_positions=True)
+    return model, tokenizer

@@ -201,3 +201,42 @@ def _concat(pieces: Sequence[Stream]) -> Stream:
 
 # The layout every biolm model is trained with.
 DEFAULT_LAYOUT = Layout()
+# The keys of a layout as a model directory stores it (token names, so that it reads with any vocabulary).
+SPEC_KEYS = ("open", "separator", "close", "restart_positions")
+
+
+def layout_spec(open_token: str, separator: str, close: str, restart_positions: bool = True) -> dict:
+    """A layout as a model directory's config.yaml stores it (`layout:`): token names, not ids."""
+    return {
+        "open": open_token,
+        "separator": separator,
+        "close": close,
+        "restart_positions": restart_positions,
+    }
+
+
+def layout_from_spec(spec: dict, tokenizer) -> Layout:
+    """The `Layout` of a stored spec, its tokens looked up in `tokenizer` (aliases included).
+
+    Raises:
+        ValueError: a spec with other keys, a token the tokenizer lacks, or a non-boolean
+            `restart_positions`.
+    """
+    if not isinstance(spec, dict) or set(spec) != set(SPEC_KEYS):
+        raise ValueError(f"a layout has exactly the keys {', '.join(SPEC_KEYS)}")
+    if not isinstance(spec["restart_positions"], bool):
+        raise ValueError("layout restart_positions must be true or false")
+    ids = {}
+    for key in ("open", "separator", "close"):
+        try:
+            ids[key] = tokenizer.token_to_id(spec[key])
+        except (KeyError, TypeError):
+            raise ValueError(f"layout {key} token {spec[key]!r} is not in the model's tokenizer") from None
+    return Layout(ids["open"], ids["separator"], ids["close"], spec["restart_positions"])
+
+
+def model_layout(model) -> Layout:
+    """The in-context layout a model was trained with: its directory's (`model.layout_spec`, e.g. a
+    converted Prot-xLSTM's), else biolm's own."""
+    spec = getattr(model, "layout_spec", None)
+    return layout_from_spec(spec, model.tokenizer) if spec else DEFAULT_LAYOUT

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.data.layout import model_layout
 from biolm.domains import domain_of, get_domain
 from biolm.errors import InputError
 from biolm.evaluation.incontext import GainCurve, derived_seed, gain_curve, split_members
@@ -121,7 +121,7 @@ def prompted_samples(
     per_prompt = options.samples_per_prompt
     for p in range(math.ceil(options.num_samples / per_prompt)):
         chosen = [int(i) for i in choose(rng)]
-        prompt = DEFAULT_LAYOUT.prompt([members[i] for i in chosen])
+        prompt = model_layout(model).prompt([members[i] for i in chosen])
         rows: list[np.ndarray] = []
         texts = sample_texts(
             model,

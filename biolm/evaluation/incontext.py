@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.data.layout import DEFAULT_LAYOUT, Layout
+from biolm.data.layout import DEFAULT_LAYOUT, Layout, model_layout
 from biolm.evaluation.options import DEFAULT_SIZES
 from biolm.inference.decoding import repeat_state
 from biolm.inference.sample_tokens import check_can_generate
@@ -104,7 +104,8 @@ def nll_by_context_size(
     if any(k < 0 or k > len(context) for k in sizes):
         raise ValueError(f"context sizes {list(sizes)} outside 0..{len(context)}")
     device = next(model.parameters()).device
-    chunks = DEFAULT_LAYOUT.chunks(context)
+    layout = model_layout(model)
+    chunks = layout.chunks(context)
     nll = np.zeros((len(sizes), len(targets)))
     lengths = np.zeros(len(sizes), dtype=np.int64)
     state, logits, read, length = None, None, -1, 0  # read: context members in the state (-1: none)
@@ -119,7 +120,7 @@ def nll_by_context_size(
                 position_ids=torch.from_numpy(positions)[None].to(device),
             )
             state, logits, read, length = out.state, out.logits[0, -1].float(), k, length + len(ids)
-        nll[index] = score_targets(model, state, logits, targets, prompt_tokens=length)
+        nll[index] = score_targets(model, state, logits, targets, layout=layout, prompt_tokens=length)
         lengths[index] = length
     return nll, lengths
 

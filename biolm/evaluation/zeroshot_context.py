@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.data.layout import DEFAULT_LAYOUT, model_layout
 from biolm.domains import HOMOLOG_CONTEXT, domain_of
 from biolm.domains.protein import encode_unaligned
 from biolm.errors import ArgumentError, InputError
@@ -40,7 +40,6 @@ from biolm.inference.decoding import repeat_state
 from biolm.inference.sample_tokens import prefill as prefill_prompt
 from biolm.io.dms import Scan
 from biolm.models import BioLM
-from biolm.tokenizers.base import SEP_ID
 
 
 @dataclass
@@ -133,7 +132,7 @@ def prefill(model: BioLM, members: list[np.ndarray], piece_tokens: int = DEFAULT
     (`biolm.inference.sample_tokens.prefill`), which gives the same state as one pass (the kernels'
     state-passing contract) with memory bounded by the piece.
     """
-    prompt = DEFAULT_LAYOUT.prompt(members)
+    prompt = model_layout(model).prompt(members)
     read = prefill_prompt(model, prompt.ids, prompt.positions, chunk_len=piece_tokens)
     return read.state, read.logits, read.length
 
@@ -141,8 +140,9 @@ def prefill(model: BioLM, members: list[np.ndarray], piece_tokens: int = DEFAULT
 @torch.no_grad()
 def causal_member_log_likelihoods(model: BioLM, state, logits, sequences: list[np.ndarray]) -> np.ndarray:
     """[N] log p(sequence, <sep> | prompt) in nats (float64), each read as the next member."""
-    targets = [np.concatenate([s, [SEP_ID]]).astype(np.int64) for s in sequences]
-    return -score_targets(model, state, logits, targets)
+    layout = model_layout(model)  # a member ends where the next one would open
+    targets = [np.concatenate([s, [layout.separator_id]]).astype(np.int64) for s in sequences]
+    return -score_targets(model, state, logits, targets, layout=layout)
 
 
 @torch.no_grad()

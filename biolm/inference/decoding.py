@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.data.layout import model_layout
 from biolm.inference.sampling import SampleStreams, filter_logits, sample_from_logits
 from biolm.models import BioLM
 
@@ -155,6 +155,7 @@ def _decode_batch(
     bar: tqdm,
 ) -> list[np.ndarray]:
     """Decode the samples numbered `rows` from the prefilled state; see `decode`."""
+    layout = model_layout(model)  # a generated delimiter restarts positions, as the model was trained
     n = len(rows)
     device = next(model.parameters()).device
     state = repeat_state(prefilled.state, n)
@@ -185,7 +186,7 @@ def _decode_batch(
             bar.update(int((max_new_tokens - 1 - lengths.clip(max=max_new_tokens - 1)).sum()))
             break
         # The layout of the training data: a delimiter starts a new member at position 0.
-        delimiters = torch.tensor(DEFAULT_LAYOUT.delimiter_ids)
+        delimiters = torch.tensor(layout.delimiter_ids)
         fed_position = torch.where(torch.isin(tokens, delimiters), 0, position)
         position = fed_position + 1
         logits, state = model.step(tokens.to(device), state, position_ids=fed_position.to(device))

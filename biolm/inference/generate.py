@@ -233,10 +233,13 @@ def _prompt(model: BioLM, prompt: str, context, token_budget: int | None, column
         raise ArgumentError(f"{{prompt}}: {err.reason}", "prompt") from None
     if context is None:
         return np.concatenate([[tok.bos_id], prompt_text]).astype(np.int64), None, None
+    from biolm.data.layout import model_layout
     from biolm.inference.context import DEFAULT_TOKEN_BUDGET, context_prompt
 
     budget = DEFAULT_TOKEN_BUDGET if token_budget is None else token_budget
-    found = context_prompt(Path(context), tok, seed=seed, token_budget=budget, column=column)
+    found = context_prompt(
+        Path(context), tok, seed=seed, token_budget=budget, column=column, layout=model_layout(model)
+    )
     # The prompt starts the new member: its positions continue from the context's <sep>.
     ids = np.concatenate([found.ids, prompt_text])
     positions = np.concatenate([found.position_ids, found.next_position + np.arange(len(prompt_text))])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biolm.data.layout import DEFAULT_LAYOUT
+from biolm.data.layout import model_layout
 from biolm.errors import InputError
 from biolm.inference.arguments import check_sampling
 from biolm.inference.decoding import InfillRule, Prefill, StopRule, decode, state_numel
@@ -61,7 +61,7 @@ def prefill(model: BioLM, prompt_ids: Any, position_ids: Any = None, chunk_len: 
     Args:
         model: a causal `BioLM`.
         prompt_ids: [L] token ids (list, numpy array or tensor), L >= 1, usually starting with `<bos>`.
-        position_ids: [L] RoPE positions, or None for `DEFAULT_LAYOUT.positions_of(prompt_ids)`.
+        position_ids: [L] RoPE positions, or None for the model's layout's `positions_of(prompt_ids)`.
         chunk_len: tokens per forward call; bounds the activations' memory whatever L is.
 
     Returns:
@@ -75,7 +75,7 @@ def prefill(model: BioLM, prompt_ids: Any, position_ids: Any = None, chunk_len: 
     ids = _as_ids(prompt_ids)
     if len(ids) == 0:
         raise ValueError("the prompt is empty; give at least one token (e.g. <bos>)")
-    positions = DEFAULT_LAYOUT.positions_of(ids) if position_ids is None else _as_ids(position_ids)
+    positions = model_layout(model).positions_of(ids) if position_ids is None else _as_ids(position_ids)
     if positions.shape != ids.shape:
         raise ValueError(f"position_ids has {len(positions)} entries for a prompt of {len(ids)} tokens")
     if chunk_len < 1:

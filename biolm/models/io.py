@@ -37,7 +37,10 @@ CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE}
 # The keys `save` writes at the top of config.yaml.
-META_KEYS = ("format", "format_version", "model")
+META_KEYS = ("format", "format_version", "model", "layout")
+# The in-context layout a model was trained with, by token names (`biolm.data.layout.layout_spec`);
+# absent for biolm's own layout.
+LAYOUT_KEYS = {"open": str, "separator": str, "close": str, "restart_positions": bool}
 # config.yaml is about 500 bytes as `save` writes it; the YAML reader's bound (1 MiB) is far above it.
 MAX_CONFIG_BYTES = MAX_YAML_BYTES
 
@@ -72,6 +75,8 @@ def save(model: BioLM, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
             "format_version": MODEL_FORMAT_VERSION,
             "model": dataclasses.asdict(model.config),
         }
+        if getattr(model, "layout_spec", None):
+            meta["layout"] = dict(model.layout_spec)
         OmegaConf.save(OmegaConf.create(meta), staging / CONFIG_FILE)
         tokenizer.save(staging / TOKENIZER_FILE)
     return path
@@ -244,7 +249,29 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BioLM:
             f"but the model has {config.vocab_size} token ids (vocab_size in {CONFIG_FILE}); the files "
             "come from different models"
         )
+    model.layout_spec = _layout_spec(path / CONFIG_FILE, model.tokenizer)
     return model.to(device).eval()
+
+
+def _layout_spec(config_path: Path, tokenizer) -> dict | None:
+    """The `layout:` of a model's config.yaml (None: biolm's own), its tokens checked against the
+    tokenizer."""
+    spec = _read_meta(config_path).get("layout")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != set(LAYOUT_KEYS):
+        raise InputError(f"{config_path}: layout must have exactly the keys {', '.join(LAYOUT_KEYS)}")
+    for key, kind in LAYOUT_KEYS.items():
+        if not isinstance(spec[key], kind):
+            raise InputError(f"{config_path}: layout {key} must be a {kind.__name__}, got {spec[key]!r}")
+        if kind is str:
+            try:
+                tokenizer.token_to_id(spec[key])
+            except KeyError:
+                raise InputError(
+                    f"{config_path}: layout {key} {spec[key]!r} is not a token of the model"
+                ) from None
+    return spec
 
 
 def parse_device(device: str | torch.device) -> torch.device:

@@ -241,6 +241,17 @@ def test_a_prot_xlstm_checkpoint_keeps_its_token_meaning(tmp_path):
         torch.testing.assert_close(
             model.embedding.weight[tok.token_to_id(token)], state["backbone.token_embedding.weight"][ref_id]
         )
+    # Its in-context layout travels with the model directory: every member opened by <cls> (<bos>).
+    from biolm.data.layout import Layout, model_layout
+
+    assert model_layout(model) == Layout(tok.bos_id, tok.bos_id, tok.eos_id, True)
+    family = tmp_path / "family.fasta"
+    family.write_text(">a\nMKV\n>b\nMLLA\n>c\nMKKW\n")
+    result = biolm.generate(tmp_path / "m", n=2, max_new_tokens=4, context=family, seed=0)
+    ids, positions = result.context.ids, result.context.position_ids
+    assert ids[0] == ids[-1] == tok.bos_id and (ids == tok.sep_id).sum() == 0
+    assert (ids == tok.bos_id).sum() == result.context.n_members_used + 1
+    assert positions[-1] == 0 and result.context.stop_ids == (tok.bos_id, tok.eos_id)
     config["position_embeddings"] = "abs_2d"
     (source / "config.json").write_text(json.dumps(config))
     from biolm.errors import InputError

@@ -68,3 +68,17 @@ def test_logit_soft_cap_and_rms_final_norm():
 def test_bad_output_settings_are_refused(setting, match):
     with pytest.raises(ConfigError, match=match):
         _model(**setting)
+
+
+def test_a_stored_layout_round_trips_and_a_bad_one_is_one_line(tmp_path):
+    from biolm.errors import InputError
+    from biolm.tokenizers import ProteinTokenizer
+
+    model = BioLM(ModelConfig(vocab_size=31, d_model=16, n_layers=1, num_heads=2)).eval()
+    model.layout_spec = {"open": "<bos>", "separator": "<bos>", "close": "<eos>", "restart_positions": True}
+    save(model, ProteinTokenizer(), tmp_path / "m")
+    assert load(tmp_path / "m").layout_spec == model.layout_spec
+    text = (tmp_path / "m" / "config.yaml").read_text().replace("separator: <bos>", "separator: <nope>")
+    (tmp_path / "m" / "config.yaml").write_text(text)
+    with pytest.raises(InputError, match="layout separator '<nope>' is not a token of the model"):
+        load(tmp_path / "m")
