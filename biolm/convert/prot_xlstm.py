@@ -83,5 +83,6 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
     tokenizer._set_aliases(aliases)
     model = build_model(stack, tokenizer, id_map(tokenizer, VOCABULARY), embedding, head, weights_path)
     # Its in-context layout: every member opened by <cls> (biolm's <bos>), positions restarting there.
-    model.layout_spec = layout_spec("<cls>", "<cls>", "<eos>", restart_positions=True)
+    # Its ProteinGym FIM target writes <mask-1> in place, then <eos> (position 0) and <mask-1> again.
+    model.layout_spec = layout_spec("<cls>", "<cls>", "<eos>", restart_positions=True, fim="in_place")
     return model, tokenizer

@@ -57,12 +57,21 @@ class Layout:
         close_id: the token after the last member.
         restart_positions: positions restart at 0 on each member's opening token (True), or run on
             through the whole stream (False).
+        fim: how a member with one masked token is written for fill-in-the-middle scoring (`FIM_TARGETS`):
+            "cut" (biolm's: `x_<i s x_>i s`, positions 1, 2, ...) or "in_place" (Prot-xLSTM's ProteinGym
+            target: the token replaced by `s` in place, then the closing token at position 0, then `s`
+            at the masked token's position).
     """
 
     open_id: int = BOS_ID
     separator_id: int = SEP_ID
     close_id: int = EOS_ID
     restart_positions: bool = True
+    fim: str = "cut"
+
+    def __post_init__(self) -> None:
+        if self.fim not in FIM_TARGETS:
+            raise ValueError(f"fim must be one of {', '.join(FIM_TARGETS)}, got {self.fim!r}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -173,6 +182,19 @@ class Layout:
         start = 1 if self.restart_positions else prompt_tokens
         return np.arange(start, start + count, dtype=np.int64)
 
+    def fim_target(self, member: np.ndarray, position: int, sentinel: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, positions) of `member` with its token at 1-based `position` masked by `sentinel`, read
+        as the member a prompt opens; the model's last output predicts the masked token."""
+        member = np.asarray(member, dtype=np.int64)
+        if self.fim == "cut":
+            ids = np.concatenate([member[: position - 1], [sentinel], member[position:], [sentinel]])
+            return ids.astype(np.int64), np.arange(1, len(ids) + 1, dtype=np.int64)
+        body = member.copy()
+        body[position - 1] = sentinel
+        ids = np.concatenate([body, [self.close_id, sentinel]]).astype(np.int64)
+        positions = np.concatenate([np.arange(1, len(body) + 1), [0, position]]).astype(np.int64)
+        return ids, positions
+
     def positions_of(self, ids: np.ndarray) -> np.ndarray:
         """[L] positions of any stream of ids, e.g. `<bos> A B <sep> C` -> 0 1 2 0 1 (counting from 0
         before the first delimiter)."""
@@ -199,19 +221,23 @@ def _concat(pieces: Sequence[Stream]) -> Stream:
     )
 
 
+FIM_TARGETS = ("cut", "in_place")
 # The layout every biolm model is trained with.
 DEFAULT_LAYOUT = Layout()
 # The keys of a layout as a model directory stores it (token names, so that it reads with any vocabulary).
-SPEC_KEYS = ("open", "separator", "close", "restart_positions")
+SPEC_KEYS = ("open", "separator", "close", "restart_positions", "fim")
 
 
-def layout_spec(open_token: str, separator: str, close: str, restart_positions: bool = True) -> dict:
+def layout_spec(
+    open_token: str, separator: str, close: str, restart_positions: bool = True, fim: str = "cut"
+) -> dict:
     """A layout as a model directory's config.yaml stores it (`layout:`): token names, not ids."""
     return {
         "open": open_token,
         "separator": separator,
         "close": close,
         "restart_positions": restart_positions,
+        "fim": fim,
     }
 
 
@@ -232,7 +258,7 @@ def layout_from_spec(spec: dict, tokenizer) -> Layout:
             ids[key] = tokenizer.token_to_id(spec[key])
         except (KeyError, TypeError):
             raise ValueError(f"layout {key} token {spec[key]!r} is not in the model's tokenizer") from None
-    return Layout(ids["open"], ids["separator"], ids["close"], spec["restart_positions"])
+    return Layout(ids["open"], ids["separator"], ids["close"], spec["restart_positions"], spec["fim"])
 
 
 def model_layout(model) -> Layout:

@@ -150,18 +150,19 @@ def fim_log_probs(
     model: BioLM, state, wild_type: np.ndarray, positions: list[int], *, batch_rows: int = 32
 ) -> dict[int, np.ndarray]:
     """{1-based position i: [vocab] log p(x_i | prompt, wild type without x_i)} (float64), from the
-    member `x_<i <fim_1> x_>i <fim_1>` read after the prompt whose state is `state`."""
+    wild type with x_i masked, written as the model's layout writes a FIM target (biolm's
+    `x_<i <fim_1> x_>i <fim_1>`; a converted Prot-xLSTM's in-place mask), read after the prompt whose
+    state is `state`."""
     device = next(model.parameters()).device
     sentinel = model.tokenizer.sentinel_ids[0]
+    layout = model_layout(model)
     out = {}
     for start in range(0, len(positions), batch_rows):
         chunk = positions[start : start + batch_rows]
-        rows = [
-            np.concatenate([wild_type[: p - 1], [sentinel], wild_type[p:], [sentinel]]).astype(np.int64)
-            for p in chunk
-        ]
-        ids = torch.from_numpy(np.stack(rows)).to(device)  # every row has the wild type's length + 1
-        where = torch.arange(1, ids.shape[1] + 1, device=device).expand_as(ids)
+        targets = [layout.fim_target(wild_type, p, sentinel) for p in chunk]
+        # Every row has the same length (the wild type's and the sentinels).
+        ids = torch.from_numpy(np.stack([t[0] for t in targets])).to(device)
+        where = torch.from_numpy(np.stack([t[1] for t in targets])).to(device)
         batch_state = repeat_state(state, len(chunk))
         logits = model(ids, state=batch_state, position_ids=where).logits[:, -1]
         logp = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()

@@ -40,7 +40,8 @@ MODEL_FILES = {WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE}
 META_KEYS = ("format", "format_version", "model", "layout")
 # The in-context layout a model was trained with, by token names (`biolm.data.layout.layout_spec`);
 # absent for biolm's own layout.
-LAYOUT_KEYS = {"open": str, "separator": str, "close": str, "restart_positions": bool}
+LAYOUT_KEYS = {"open": str, "separator": str, "close": str, "restart_positions": bool, "fim": str}
+LAYOUT_FIM_TARGETS = ("cut", "in_place")  # `biolm.data.layout.FIM_TARGETS`
 # config.yaml is about 500 bytes as `save` writes it; the YAML reader's bound (1 MiB) is far above it.
 MAX_CONFIG_BYTES = MAX_YAML_BYTES
 
@@ -264,7 +265,10 @@ def _layout_spec(config_path: Path, tokenizer) -> dict | None:
     for key, kind in LAYOUT_KEYS.items():
         if not isinstance(spec[key], kind):
             raise InputError(f"{config_path}: layout {key} must be a {kind.__name__}, got {spec[key]!r}")
-        if kind is str:
+        if key == "fim":
+            if spec[key] not in LAYOUT_FIM_TARGETS:
+                raise InputError(f"{config_path}: layout fim must be one of {', '.join(LAYOUT_FIM_TARGETS)}")
+        elif kind is str:
             try:
                 tokenizer.token_to_id(spec[key])
             except KeyError:

@@ -244,7 +244,7 @@ def test_a_prot_xlstm_checkpoint_keeps_its_token_meaning(tmp_path):
     # Its in-context layout travels with the model directory: every member opened by <cls> (<bos>).
     from biolm.data.layout import Layout, model_layout
 
-    assert model_layout(model) == Layout(tok.bos_id, tok.bos_id, tok.eos_id, True)
+    assert model_layout(model) == Layout(tok.bos_id, tok.bos_id, tok.eos_id, True, fim="in_place")
     family = tmp_path / "family.fasta"
     family.write_text(">a\nMKV\n>b\nMLLA\n>c\nMKKW\n")
     result = biolm.generate(tmp_path / "m", n=2, max_new_tokens=4, context=family, seed=0)

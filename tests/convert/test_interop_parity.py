@@ -114,3 +114,41 @@ def test_converted_checkpoint_gives_the_reference_logits(case, tmp_path):
     # The biolm tokens the reference lacks are never predicted.
     unused = sorted(set(range(model.tokenizer.vocab_size)) - {b for b in mapping if b is not None})
     assert np.isneginf(logits[..., unused].numpy()).all()
+
+
+def test_prot_xlstm_proteingym_score_through_biolm_zero_shot(tmp_path):
+    """The published ProteinGym score of the in-context case (log-probs of the 20 amino acids at the
+    masked residue, after the homologs and the wild type) from biolm's zero-shot FIM scoring, which
+    reads the context with the converted model's own layout."""
+    if "prot_icl" not in CASES:
+        pytest.skip(f"no interop fixture prot_icl at {INTEROP}")
+    from safetensors.torch import load_file
+
+    from biolm.data.layout import model_layout
+    from biolm.evaluation.zeroshot_context import fim_log_probs, prefill
+
+    folder = INTEROP / "prot_icl"
+    model = biolm.load(convert_case(folder, tmp_path))
+    expected = load_file(folder / "expected.safetensors")
+    vocab = json.loads((folder / "vocab.json").read_text())
+    mapping = [_biolm_id(model.tokenizer, token) for token in vocab]
+    ids = [mapping[i] for i in expected["input_ids"][0].tolist()]
+    start = int(expected["target_start"])
+    # The context row is the model's layout of its members: split it at its opening tokens.
+    opener = model_layout(model).open_id
+    cuts = [i for i, t in enumerate(ids[:start]) if t == opener] + [start]
+    members = [np.array(ids[a + 1 : b]) for a, b in zip(cuts, cuts[1:], strict=False)]
+    *context, wild_type = members
+    state, logits, _ = prefill(model, [*context, wild_type])
+    masked = int(expected["position_ids"][0, -1])  # the 1-based position of the masked residue
+    logp = fim_log_probs(model, state, wild_type, [masked])[masked]
+    amino_acids = [mapping[i] for i in range(4, 24)]
+    ours = torch.log_softmax(torch.from_numpy(logp[amino_acids]), -1)
+    torch.testing.assert_close(ours.float(), expected["proteingym_logprobs_20aa"], rtol=1e-4, atol=1e-4)
+
+
+def convert_case(folder: Path, tmp_path: Path) -> Path:
+    spec = json.loads((folder / "case.json").read_text())
+    out = tmp_path / "model"
+    assert main(["convert", str(folder / "reference"), "-o", str(out), *spec.get("convert_args", [])]) == 0
+    return out

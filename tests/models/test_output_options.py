@@ -75,7 +75,13 @@ def test_a_stored_layout_round_trips_and_a_bad_one_is_one_line(tmp_path):
     from biolm.tokenizers import ProteinTokenizer
 
     model = BioLM(ModelConfig(vocab_size=31, d_model=16, n_layers=1, num_heads=2)).eval()
-    model.layout_spec = {"open": "<bos>", "separator": "<bos>", "close": "<eos>", "restart_positions": True}
+    model.layout_spec = {
+        "open": "<bos>",
+        "separator": "<bos>",
+        "close": "<eos>",
+        "restart_positions": True,
+        "fim": "cut",
+    }
     save(model, ProteinTokenizer(), tmp_path / "m")
     assert load(tmp_path / "m").layout_spec == model.layout_spec
     text = (tmp_path / "m" / "config.yaml").read_text().replace("separator: <bos>", "separator: <nope>")
