@@ -24,7 +24,7 @@ from pathlib import Path
 
 from biolm.convert.build import build_model
 from biolm.convert.checkpoint import load_torch, read_json
-from biolm.convert.vocabulary import id_map
+from biolm.convert.vocabulary import id_map, output_matrix
 from biolm.convert.xlstm_stack import read_stack
 from biolm.errors import InputError
 from biolm.models import BioLM
@@ -84,16 +84,13 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
         )
     if config.get("bidirectional_alternating"):
         raise InputError(f"{config_path}: bidirectional_alternating is not converted yet")
-    if config.get("tie_weights"):
-        raise InputError(f"{config_path}: tie_weights true is not converted (biolm reads the two matrices)")
     checkpoint = load_torch(checkpoint_path, "Lightning checkpoint", [*_omegaconf_types(), dict, list, int])
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "model.backbone.token_embedding.weight" not in state:
         raise InputError(f"{checkpoint_path}: no state_dict with model.backbone.token_embedding.weight")
     state = {key.removeprefix("model.backbone."): value for key, value in state.items()}
-    embedding, head = state["token_embedding.weight"], state.get("lm_head.weight")
-    if head is None:
-        raise InputError(f"{checkpoint_path}: missing parameter model.backbone.lm_head.weight")
+    embedding = state["token_embedding.weight"]
+    head = output_matrix(state, embedding, bool(config.get("tie_weights")), checkpoint_path)
     if embedding.shape[0] != len(VOCABULARY):
         raise InputError(
             f"{checkpoint_path}: {embedding.shape[0]} embedding rows; DNA-xLSTM's vocabulary has 12"

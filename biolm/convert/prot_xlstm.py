@@ -16,7 +16,7 @@ from pathlib import Path
 
 from biolm.convert.build import build_model
 from biolm.convert.checkpoint import load_torch, read_json
-from biolm.convert.vocabulary import id_map
+from biolm.convert.vocabulary import id_map, output_matrix
 from biolm.convert.xlstm_stack import read_stack
 from biolm.data.layout import layout_spec
 from biolm.errors import InputError
@@ -55,17 +55,14 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
         raise InputError(
             f"{config_path}: position_embeddings {position!r}; biolm converts {' and '.join(ROPE)} so far"
         )
-    if config.get("tie_weights"):
-        raise InputError(f"{config_path}: tie_weights true is not converted (biolm reads the two matrices)")
     if config.get("add_post_blocks_norm") is False:
         raise InputError(f"{config_path}: add_post_blocks_norm false; biolm's models end with a norm")
     state = load_torch(weights_path, "Prot-xLSTM weights")
     if not isinstance(state, dict) or "backbone.token_embedding.weight" not in state:
         raise InputError(f"{weights_path}: not a Prot-xLSTM state dict (no backbone.token_embedding.weight)")
     state = {key.removeprefix("backbone."): value for key, value in state.items()}
-    embedding, head = state["token_embedding.weight"], state.get("lm_head.weight")
-    if head is None:
-        raise InputError(f"{weights_path}: missing parameter backbone.lm_head.weight")
+    embedding = state["token_embedding.weight"]
+    head = output_matrix(state, embedding, bool(config.get("tie_weights")), weights_path)
     if embedding.shape[0] != len(VOCABULARY) or config.get("vocab_size", len(VOCABULARY)) != len(VOCABULARY):
         raise InputError(
             f"{config_path}: a vocabulary of {embedding.shape[0]} ids; Prot-xLSTM's has {len(VOCABULARY)}"

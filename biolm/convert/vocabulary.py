@@ -58,6 +58,21 @@ def id_map(tokenizer: Tokenizer, reference: Sequence[str | None]) -> list[int | 
     return [None if token is None else biolm_id(tokenizer, token) for token in reference]
 
 
+def output_matrix(state: dict, embedding, tied: bool, source) -> object:
+    """The output projection of a checkpoint: its `lm_head.weight`, or the input embedding when the
+    model ties the two (`tie_weights`), where a stored head must then equal it."""
+    from biolm.errors import InputError
+
+    head = state.get("lm_head.weight")
+    if tied:
+        if head is not None and not torch.equal(head, embedding):
+            raise InputError(f"{source}: tie_weights is true but lm_head.weight differs from the embedding")
+        return embedding
+    if head is None:
+        raise InputError(f"{source}: missing parameter lm_head.weight (and tie_weights is not true)")
+    return head
+
+
 def moved_rows(weight: torch.Tensor, mapping: Sequence[int | None], vocab_size: int) -> torch.Tensor:
     """[vocab_size, d] rows of a reference [V_ref, d] embedding or output matrix at their biolm ids;
     biolm ids no reference id maps to get zeros (their logits are masked: `unused_ids`)."""

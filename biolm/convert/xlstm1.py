@@ -10,6 +10,7 @@ from pathlib import Path
 
 from biolm.convert.build import build_model
 from biolm.convert.checkpoint import MAX_SIDE_FILE_BYTES, load_torch
+from biolm.convert.vocabulary import output_matrix
 from biolm.convert.xlstm_stack import read_stack
 from biolm.errors import ArgumentError, InputError
 from biolm.io.yaml_files import read_yaml
@@ -44,11 +45,10 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
     config_path, weights_path = source / CONFIG, source / WEIGHTS
     config = read_yaml(config_path, "config", MAX_SIDE_FILE_BYTES)
     state = load_torch(weights_path, "xlstm weights")
-    if not isinstance(state, dict) or "token_embedding.weight" not in state or "lm_head.weight" not in state:
-        raise InputError(f"{weights_path}: not an xLSTMLMModel state dict (no token_embedding / lm_head)")
-    if config.get("tie_weights"):
-        raise InputError(f"{config_path}: tie_weights: true is not converted (biolm reads the two matrices)")
-    embedding, head = state["token_embedding.weight"], state["lm_head.weight"]
+    if not isinstance(state, dict) or "token_embedding.weight" not in state:
+        raise InputError(f"{weights_path}: not an xLSTMLMModel state dict (no token_embedding.weight)")
+    embedding = state["token_embedding.weight"]
+    head = output_matrix(state, embedding, bool(config.get("tie_weights")), weights_path)
     slstm = config.get("slstm_block") or {}
     activation = (
         ((slstm.get("feedforward") or {}).get("act_fn") or "gelu") if isinstance(slstm, dict) else "gelu"

@@ -135,6 +135,17 @@ def test_an_xlstm1_checkpoint_needs_the_tokenizer_its_ids_are(tmp_path, capsys):
     # Its ids are the protein tokenizer's: the rows stay where they are.
     torch.testing.assert_close(model.embedding.weight, state["token_embedding.weight"])
     assert model.config.unused_ids is None
+    # Tied weights: the output projection is the embedding (a stored head must equal it).
+    (source / "config.yaml").write_text(
+        (source / "config.yaml").read_text().replace("tie_weights: false", "tie_weights: true")
+    )
+    assert "lm_head.weight differs from the embedding" in _error(
+        capsys, ["convert", str(source), "-o", str(tmp_path / "t"), "--tokenizer", "protein"]
+    )
+    del state["lm_head.weight"]
+    torch.save(state, source / "model.pt")
+    tied = biolm.load(convert(source, tmp_path / "t", tokenizer="protein"))
+    torch.testing.assert_close(tied.lm_head.weight, state["token_embedding.weight"])
 
 
 def test_pickle_module_is_not_needed_to_refuse(tmp_path):
