@@ -23,6 +23,15 @@ FFN_ACTIVATIONS = ("silu", "gelu")
 FINAL_NORMS = ("layer", "rms")
 ROPE_MODES = ("none", "inner", "head")
 BIDIRECTIONAL_SCOPES = ("mixer", "block")
+# Settings that take one of a few values, and soft caps (0: none).
+_CHOICES = {
+    "backend": KERNEL_BACKENDS,
+    "ffn_activation": FFN_ACTIVATIONS,
+    "final_norm": FINAL_NORMS,
+    "rope": ROPE_MODES,
+    "bidirectional_scope": BIDIRECTIONAL_SCOPES,
+}
+_CAPS = ("gate_soft_cap", "logit_soft_cap")
 # Settings that count something, so are at least 1 (a chunk_size of 0 would fail only in the kernels).
 _COUNTS = (
     "vocab_size",
@@ -154,45 +163,27 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if self.ffn_activation not in FFN_ACTIVATIONS:
-            raise ConfigError(
-                f"model.ffn_activation must be one of {', '.join(FFN_ACTIVATIONS)}; "
-                f"got {self.ffn_activation!r}"
-            )
-        if self.rope not in ROPE_MODES:
-            raise ConfigError(f"model.rope must be one of {', '.join(ROPE_MODES)}; got {self.rope!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"model.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
+                )
+        for name in _CAPS:
+            cap = getattr(self, name)
+            if cap != 0 and not _FLOAT32_TINY <= cap <= _FLOAT32_MAX:
+                raise ConfigError(
+                    f"model.{name} must be 0 (no cap) or a positive number float32 can hold "
+                    f"({_FLOAT32_TINY:.2g} to {_FLOAT32_MAX:.2g}), got {cap}"
+                )
         if not 1 < self.rope_base <= _FLOAT32_MAX:
             raise ConfigError(f"model.rope_base must be a number above 1, got {self.rope_base}")
         if self.rope != "none" and self.rc_equivariant:
             raise ConfigError("model.rope is not supported with RC-equivariant models yet")
-        if self.bidirectional_scope not in BIDIRECTIONAL_SCOPES:
-            raise ConfigError(
-                f"model.bidirectional_scope must be one of {', '.join(BIDIRECTIONAL_SCOPES)}; "
-                f"got {self.bidirectional_scope!r}"
-            )
         if self.bidirectional_scope == "block" and self.rc_equivariant:
             raise ConfigError("model.bidirectional_scope block is not supported with rc_equivariant yet")
         rotated = self.inner_dim // self.num_heads if self.rope == "head" else self.inner_dim
         if self.rope != "none" and rotated % 2:
             raise ConfigError(f"model.rope rotates channel pairs: the rotated width {rotated} must be even")
-        if self.final_norm not in FINAL_NORMS:
-            raise ConfigError(
-                f"model.final_norm must be one of {', '.join(FINAL_NORMS)}; got {self.final_norm!r}"
-            )
-        if self.logit_soft_cap != 0 and not _FLOAT32_TINY <= self.logit_soft_cap <= _FLOAT32_MAX:
-            raise ConfigError(
-                f"model.logit_soft_cap must be 0 (no cap) or a positive number float32 can hold, got "
-                f"{self.logit_soft_cap}"
-            )
-        if self.backend not in KERNEL_BACKENDS:
-            raise ConfigError(
-                f"model.backend must be one of {', '.join(KERNEL_BACKENDS)}; got {self.backend!r}"
-            )
-        if self.gate_soft_cap != 0 and not _FLOAT32_TINY <= self.gate_soft_cap <= _FLOAT32_MAX:
-            raise ConfigError(
-                f"model.gate_soft_cap must be 0 (no cap) or a positive number float32 can hold "
-                f"({_FLOAT32_TINY:.2g} to {_FLOAT32_MAX:.2g}), got {self.gate_soft_cap}"
-            )
         # block_types() validates the pattern here, before any weights exist.
         if set(self.block_types()) & _SPLIT_D_MODEL and self.d_model % (2 * self.num_heads):
             # s, a and t split d_model itself into heads, and RoPE rotates pairs of head channels.

@@ -115,7 +115,7 @@ def _newer_config_version(d, dirs):
 
 
 def _newer_tokenizer_version(d, dirs):
-    set_json(d / TOKENIZER_FILE, "format_version", 3)
+    set_json(d / TOKENIZER_FILE, "format_version", 4)
 
 
 def _tokenizer_kind_a_list(d, dirs):
@@ -150,7 +150,7 @@ DAMAGED = {
         "dna",
         _newer_tokenizer_version,
         "generate",
-        [TOKENIZER_FILE, "format_version 3"],
+        [TOKENIZER_FILE, "format_version 4"],
     ),
     # A TypeError traceback (unhashable list) before.
     "tokenizer kind not a string": (
