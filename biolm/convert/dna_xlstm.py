@@ -110,6 +110,6 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
     if config.get("bidirectional"):
         stack.settings.update(bidirectional=True, bidirectional_scope="block")
     tokenizer = DNATokenizer()
-    tokenizer._set_aliases(ROLES)
+    tokenizer.set_aliases(ROLES)
     model = build_model(stack, tokenizer, id_map(tokenizer, VOCABULARY), embedding, head, checkpoint_path)
     return model, tokenizer

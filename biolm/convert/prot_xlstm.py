@@ -77,7 +77,7 @@ def read(source: Path, tokenizer_kind: str | None = None) -> tuple[BioLM, Tokeni
     sentinels = sum(1 for token in VOCABULARY if re.fullmatch(r"<mask-\d+>", token))
     tokenizer = ProteinTokenizer(fim_sentinels=sentinels)
     aliases = {"<cls>": "<bos>", **{f"<mask-{k}>": f"<fim_{k}>" for k in range(1, sentinels + 1)}}
-    tokenizer._set_aliases(aliases)
+    tokenizer.set_aliases(aliases)
     model = build_model(stack, tokenizer, id_map(tokenizer, VOCABULARY), embedding, head, weights_path)
     # Its in-context layout: every member opened by <cls> (biolm's <bos>), positions restarting there.
     # Its ProteinGym FIM target writes <mask-1> in place, then <eos> (position 0) and <mask-1> again.

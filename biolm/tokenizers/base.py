@@ -122,7 +122,7 @@ class Tokenizer(ABC):
             dupes = sorted({t for t in self._tokens if self._tokens.count(t) > 1})
             raise ValueError(f"duplicate tokens in vocabulary: {dupes}")
         self._aliases: dict[str, str] = {}
-        self._set_aliases(aliases or {})
+        self.set_aliases(aliases or {})
 
     # --- vocabulary -----------------------------------------------------------------------------
 
@@ -290,12 +290,18 @@ class Tokenizer(ABC):
         tokenizer = cls._from_dict(d, tokens[NUM_SPECIAL:], unknown, source)
         if aliases:
             try:
-                tokenizer._set_aliases(aliases)
+                tokenizer.set_aliases(aliases)
             except ValueError as e:
                 raise TokenizerFormatError(f"{_where(source)}{e}") from None
         return tokenizer
 
-    def _set_aliases(self, aliases: Mapping[str, str]) -> None:
+    def set_aliases(self, aliases: Mapping[str, str]) -> None:
+        """Give tokens other names (replacing earlier aliases), e.g. a converted model's `[BEG]` for
+        `<bos>`; `token_to_id` then answers them.
+
+        Raises:
+            ValueError: an alias that is itself a token, or that names no token of the vocabulary.
+        """
         for name, token in aliases.items():
             if name in self._index or token not in self._index:
                 raise ValueError(

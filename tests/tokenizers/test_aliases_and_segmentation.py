@@ -47,7 +47,7 @@ def test_aliases_answer_token_to_id_and_round_trip():
     again = tokenizer_from_dict(saved)
     assert again == tok and again.aliases == tok.aliases and again.segmentation == "characters"
     dna = DNATokenizer()
-    dna._set_aliases({"[PAD]": "<pad>"})
+    dna.set_aliases({"[PAD]": "<pad>"})
     assert tokenizer_from_dict(dna.to_dict()).token_to_id("[PAD]") == dna.pad_id
 
 
